@@ -1,0 +1,3 @@
+//! The neural components, one file (or folder) per model family.
+
+pub mod audio_adapters;

@@ -1,0 +1,41 @@
+//! One runner per component named in a case's `config.json`.
+//!
+//! A runner loads the case's weights with the real loader, runs the component on the stored
+//! inputs and compares every output. Adding a component = one file here + one match arm.
+
+use std::path::Path;
+
+use burn::prelude::Backend;
+
+use super::{Case, ParityError, ParityOptions, ParityReport};
+
+mod audio_adapters;
+
+/// The component names [`run_case`] knows, as written in `config.json`.
+pub fn components() -> &'static [&'static str] {
+    &["audio2token", "audio2bucket"]
+}
+
+/// Runs the case in `dir` on `device` and compares every output with its reference.
+///
+/// Returns `Ok` with a report whether or not the tolerances hold (see
+/// [`ParityReport::passed`]); `Err` when the case cannot be run at all.
+pub fn run_case<B: Backend>(
+    dir: impl AsRef<Path>,
+    device: &B::Device,
+    options: &ParityOptions,
+) -> Result<ParityReport, ParityError> {
+    let case = Case::open(dir)?;
+    let mut report = ParityReport::new(&case, B::name(device), options);
+    match case.component() {
+        "audio2token" => audio_adapters::audio2token::<B>(&case, device, options, &mut report)?,
+        "audio2bucket" => audio_adapters::audio2bucket::<B>(&case, device, options, &mut report)?,
+        other => {
+            return Err(ParityError::UnknownComponent {
+                component: other.to_string(),
+                known: components().join(", "),
+            });
+        }
+    }
+    Ok(report)
+}

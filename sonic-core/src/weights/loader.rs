@@ -1,0 +1,360 @@
+//! Strict loading of a [`Checkpoint`] into a burn module.
+//!
+//! Module paths follow the checkpoint keys (field names mirror PyTorch's), so the only
+//! translation needed is burn-nn's own naming and layout:
+//! - `Linear.weight` is `[in, out]` in burn and `[out, in]` in PyTorch (transposed on load);
+//! - norm layers call their affine parameters `gamma`/`beta` (PyTorch: `weight`/`bias`);
+//! - `PRelu.alpha` is PyTorch's `weight`.
+
+use std::collections::BTreeMap;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::prelude::Backend;
+use burn::tensor::{DType, Tensor, TensorData};
+
+use super::{Checkpoint, KeyProblem, LoadError};
+
+/// A parameter of a module as a checkpoint names and shapes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamSpec {
+    /// Checkpoint key (PyTorch naming), e.g. `down_blocks.0.resnets.0.conv1.weight`.
+    pub key: String,
+    /// Shape in PyTorch layout.
+    pub shape: Vec<usize>,
+}
+
+/// How to convert tensors while loading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LoadOptions {
+    /// Float dtype of the loaded parameters; `None` uses the backend's default float element
+    /// (f32 on the CPU backend), whatever the file stores.
+    pub dtype: Option<DType>,
+}
+
+impl LoadOptions {
+    /// Loads every float parameter as `dtype` (e.g. an fp16 file into f32, or f32 into bf16).
+    pub fn with_dtype(dtype: DType) -> Self {
+        Self { dtype: Some(dtype) }
+    }
+}
+
+/// What a successful load did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadReport {
+    /// The file the tensors came from.
+    pub file: std::path::PathBuf,
+    /// Number of tensors loaded into the module.
+    pub loaded: usize,
+    /// Total number of scalar parameters loaded.
+    pub parameters: usize,
+    /// Keys of the file deliberately not loaded, with the reason.
+    pub dropped: Vec<(String, String)>,
+    /// Stored dtypes of the loaded tensors with their counts, e.g. `F16: 374`.
+    pub stored_dtypes: BTreeMap<String, usize>,
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} tensors, {} parameters",
+            self.file.display(),
+            self.loaded,
+            self.parameters
+        )?;
+        for (dtype, count) in &self.stored_dtypes {
+            write!(f, ", {count} stored as {dtype}")?;
+        }
+        if !self.dropped.is_empty() {
+            write!(f, ", {} deliberately not loaded", self.dropped.len())?;
+        }
+        Ok(())
+    }
+}
+
+/// Lists a module's parameters with checkpoint names and PyTorch-layout shapes.
+///
+/// Uses the parameters' lazy shapes: a module built with `config.init(&device)` is not
+/// materialised, so this works for the full-size models without allocating their weights.
+pub fn param_specs<B: Backend, M: Module<B>>(module: &M) -> Vec<ParamSpec> {
+    let mut visitor = SpecVisitor::default();
+    module.visit(&mut visitor);
+    visitor.specs
+}
+
+/// Loads every parameter of `module` from `checkpoint`, strictly.
+///
+/// Fails with [`LoadError::KeyMismatch`] naming every key that is missing from the file,
+/// left over in the file, or shaped differently (both shapes given), before any tensor data is
+/// read. Keys dropped on purpose with [`Checkpoint::map_keys`] are reported, not loaded.
+pub fn load_module<B: Backend, M: Module<B>>(
+    module: M,
+    checkpoint: &Checkpoint,
+    options: LoadOptions,
+) -> Result<(M, LoadReport), LoadError> {
+    let specs = param_specs::<B, M>(&module);
+    check_keys(&specs, checkpoint)?;
+
+    let mut mapper = LoadMapper::<B> {
+        checkpoint,
+        options,
+        path: Vec::new(),
+        containers: Vec::new(),
+        error: None,
+        loaded: 0,
+        parameters: 0,
+        stored_dtypes: BTreeMap::new(),
+        _backend: std::marker::PhantomData,
+    };
+    let module = module.map(&mut mapper);
+    if let Some(error) = mapper.error {
+        return Err(error);
+    }
+    let report = LoadReport {
+        file: checkpoint.path().to_path_buf(),
+        loaded: mapper.loaded,
+        parameters: mapper.parameters,
+        dropped: checkpoint
+            .dropped()
+            .iter()
+            .map(|(k, r)| (k.clone(), r.to_string()))
+            .collect(),
+        stored_dtypes: mapper.stored_dtypes,
+    };
+    tracing::info!(%report, "loaded checkpoint");
+    Ok((module, report))
+}
+
+/// Compares a module's expected keys and shapes with a checkpoint's, without reading data.
+pub fn check_keys(specs: &[ParamSpec], checkpoint: &Checkpoint) -> Result<(), LoadError> {
+    let mut problems = Vec::new();
+    let mut expected = BTreeMap::new();
+    for spec in specs {
+        expected.insert(spec.key.as_str(), spec);
+        match checkpoint.shape(&spec.key) {
+            None => problems.push(KeyProblem::Missing {
+                key: spec.key.clone(),
+                expected: spec.shape.clone(),
+            }),
+            Some(found) if found != spec.shape => problems.push(KeyProblem::Shape {
+                key: checkpoint.original_key(&spec.key).to_string(),
+                expected: spec.shape.clone(),
+                found,
+            }),
+            Some(_) => {}
+        }
+    }
+    for key in checkpoint.keys() {
+        if !expected.contains_key(key) {
+            problems.push(KeyProblem::Unexpected {
+                key: checkpoint.original_key(key).to_string(),
+                found: checkpoint.shape(key).unwrap_or_default(),
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadError::KeyMismatch {
+            file: checkpoint.path().to_path_buf(),
+            problems,
+        })
+    }
+}
+
+/// burn-nn naming -> checkpoint naming for one parameter.
+fn checkpoint_name(container: &str, param: &str) -> String {
+    let norm = matches!(
+        container,
+        "Struct:LayerNorm"
+            | "Struct:GroupNorm"
+            | "Struct:BatchNorm"
+            | "Struct:InstanceNorm"
+            | "Struct:RmsNorm"
+    );
+    match (norm, container, param) {
+        (true, _, "gamma") => "weight".into(),
+        (true, _, "beta") => "bias".into(),
+        (_, "Struct:PRelu", "alpha") => "weight".into(),
+        _ => param.into(),
+    }
+}
+
+fn is_linear_weight(container: &str, param: &str) -> bool {
+    container == "Struct:Linear" && param == "weight"
+}
+
+/// Tracks the module path the derive macros report while visiting or mapping.
+#[derive(Default)]
+struct PathTracker {
+    path: Vec<String>,
+    containers: Vec<String>,
+}
+
+impl PathTracker {
+    fn enter(&mut self, name: &str, container: &str) {
+        self.containers.push(container.to_string());
+        // Enum variants (heterogeneous stages) are not part of PyTorch keys.
+        if !container.starts_with("Enum:") {
+            self.path.push(name.to_string());
+        }
+    }
+
+    fn exit(&mut self, container: &str) {
+        self.containers.pop();
+        if !container.starts_with("Enum:") {
+            self.path.pop();
+        }
+    }
+
+    /// (checkpoint key, is a Linear weight) of the parameter currently visited.
+    fn key(&self) -> (String, bool) {
+        let container = self.containers.last().map(String::as_str).unwrap_or("");
+        let (parents, param) = match self.path.split_last() {
+            Some((last, parents)) => (parents, last.as_str()),
+            None => (&[][..], ""),
+        };
+        let mut parts: Vec<String> = parents.to_vec();
+        parts.push(checkpoint_name(container, param));
+        (parts.join("."), is_linear_weight(container, param))
+    }
+}
+
+#[derive(Default)]
+struct SpecVisitor {
+    tracker: PathTracker,
+    specs: Vec<ParamSpec>,
+}
+
+impl SpecVisitor {
+    fn push(&mut self, shape: Vec<usize>) {
+        let (key, linear) = self.tracker.key();
+        let shape = if linear {
+            shape.into_iter().rev().collect()
+        } else {
+            shape
+        };
+        self.specs.push(ParamSpec { key, shape });
+    }
+}
+
+impl<B: Backend> ModuleVisitor<B> for SpecVisitor {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.tracker.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, container_type: &str) {
+        self.tracker.exit(container_type);
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.push(param.lazy_shape().to_vec());
+    }
+}
+
+struct LoadMapper<'a, B: Backend> {
+    checkpoint: &'a Checkpoint,
+    options: LoadOptions,
+    path: Vec<String>,
+    containers: Vec<String>,
+    error: Option<LoadError>,
+    loaded: usize,
+    parameters: usize,
+    stored_dtypes: BTreeMap<String, usize>,
+    _backend: std::marker::PhantomData<B>,
+}
+
+impl<B: Backend> LoadMapper<'_, B> {
+    fn tracker_key(&self) -> (String, bool) {
+        PathTracker {
+            path: self.path.clone(),
+            containers: self.containers.clone(),
+        }
+        .key()
+    }
+
+    fn load<const D: usize>(
+        &mut self,
+        key: &str,
+        linear: bool,
+        target_dtype: DType,
+        device: &B::Device,
+    ) -> Result<Tensor<B, D>, LoadError> {
+        let entry = self
+            .checkpoint
+            .entry(key)
+            .ok_or_else(|| LoadError::KeyMismatch {
+                file: self.checkpoint.path().to_path_buf(),
+                problems: vec![KeyProblem::Missing {
+                    key: key.to_string(),
+                    expected: Vec::new(),
+                }],
+            })?;
+        let data = self.checkpoint.read_entry(entry)?;
+        *self
+            .stored_dtypes
+            .entry(format!("{:?}", data.dtype))
+            .or_default() += 1;
+        self.parameters += data.num_elements();
+        let data = convert_dtype(data, target_dtype).map_err(|message| LoadError::Format {
+            file: self.checkpoint.path().to_path_buf(),
+            message: format!("tensor `{key}`: {message}"),
+        })?;
+        let tensor = Tensor::<B, D>::from_data(data, (device, target_dtype));
+        Ok(if linear { tensor.transpose() } else { tensor })
+    }
+}
+
+impl<B: Backend> ModuleMapper<B> for LoadMapper<'_, B> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.containers.push(container_type.to_string());
+        if !container_type.starts_with("Enum:") {
+            self.path.push(name.to_string());
+        }
+    }
+
+    fn exit_module(&mut self, _name: &str, container_type: &str) {
+        self.containers.pop();
+        if !container_type.starts_with("Enum:") {
+            self.path.pop();
+        }
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        if self.error.is_some() {
+            return param;
+        }
+        let (key, linear) = self.tracker_key();
+        let device = param.lazy_device();
+        let target_dtype = self
+            .options
+            .dtype
+            .unwrap_or_else(<B::FloatElem as burn::tensor::Element>::dtype);
+        match self.load::<D>(&key, linear, target_dtype, &device) {
+            Ok(tensor) => {
+                self.loaded += 1;
+                let id = param.id;
+                param.transform_for_load(tensor, id)
+            }
+            Err(e) => {
+                self.error = Some(e);
+                param
+            }
+        }
+    }
+}
+
+/// Converts float data between f64/f32/f16/bf16 (through f32 when both differ from it).
+fn convert_dtype(data: TensorData, target: DType) -> Result<TensorData, String> {
+    if data.dtype == target {
+        return Ok(data);
+    }
+    let is_float = |d: DType| matches!(d, DType::F64 | DType::F32 | DType::F16 | DType::BF16);
+    if !is_float(data.dtype) || !is_float(target) {
+        return Err(format!(
+            "cannot load a {:?} tensor as {:?}",
+            data.dtype, target
+        ));
+    }
+    Ok(data.convert_dtype(target))
+}

@@ -1,0 +1,14 @@
+//! # sonic
+//!
+//! One portrait and one speech recording in, a lip-synced talking-head MP4 out: the Sonic model
+//! (Tencent + Zhejiang University, CVPR 2025) re-implemented on [burn](https://burn.dev), with
+//! every input and output in object storage.
+//!
+//! - [`core`]: the model graph and the media edges ([`sonic_core`]).
+//! - [`storage`]: object storage for jobs ([`sonic_storage`]).
+//! - [`backends`]: compute backend selection ([`sonic_backends`]).
+#![warn(missing_docs)]
+
+pub use sonic_backends as backends;
+pub use sonic_core as core;
+pub use sonic_storage as storage;
