@@ -1,3 +1,6 @@
 //! The neural components, one file (or folder) per model family.
 
 pub mod audio_adapters;
+pub mod clip;
+mod hf_config;
+pub mod whisper;

@@ -10,10 +10,17 @@ use burn::prelude::Backend;
 use super::{Case, ParityError, ParityOptions, ParityReport};
 
 mod audio_adapters;
+mod clip;
+mod whisper;
 
 /// The component names [`run_case`] knows, as written in `config.json`.
 pub fn components() -> &'static [&'static str] {
-    &["audio2token", "audio2bucket"]
+    &[
+        "audio2token",
+        "audio2bucket",
+        "whisper_encoder",
+        "clip_vision_with_projection",
+    ]
 }
 
 /// Runs the case in `dir` on `device` and compares every output with its reference.
@@ -30,6 +37,10 @@ pub fn run_case<B: Backend>(
     match case.component() {
         "audio2token" => audio_adapters::audio2token::<B>(&case, device, options, &mut report)?,
         "audio2bucket" => audio_adapters::audio2bucket::<B>(&case, device, options, &mut report)?,
+        "whisper_encoder" => whisper::whisper_encoder::<B>(&case, device, options, &mut report)?,
+        "clip_vision_with_projection" => {
+            clip::clip_vision_with_projection::<B>(&case, device, options, &mut report)?
+        }
         other => {
             return Err(ParityError::UnknownComponent {
                 component: other.to_string(),
