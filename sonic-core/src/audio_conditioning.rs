@@ -297,7 +297,7 @@ impl<B: Backend> AudioModels<B> {
         }
         let [bins, frames] = mel.dims();
         let window = self.whisper.input_frames();
-        if frames == 0 || frames % window != 0 {
+        if frames == 0 || !frames.is_multiple_of(window) {
             return Err(AudioConditioningError::MelFrames { frames, window });
         }
         let windows = frames / window;

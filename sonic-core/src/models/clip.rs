@@ -156,7 +156,8 @@ impl ClipVisionConfig {
                 ),
             ));
         }
-        if raw.num_attention_heads == 0 || raw.hidden_size % raw.num_attention_heads != 0 {
+        if raw.num_attention_heads == 0 || !raw.hidden_size.is_multiple_of(raw.num_attention_heads)
+        {
             return Err(hf_config::invalid(
                 path,
                 format!(
@@ -165,7 +166,7 @@ impl ClipVisionConfig {
                 ),
             ));
         }
-        if raw.patch_size == 0 || raw.image_size % raw.patch_size != 0 {
+        if raw.patch_size == 0 || !raw.image_size.is_multiple_of(raw.patch_size) {
             return Err(hf_config::invalid(
                 path,
                 format!(

@@ -139,7 +139,9 @@ impl WhisperEncoderConfig {
                 ),
             ));
         }
-        if raw.encoder_attention_heads == 0 || raw.d_model % raw.encoder_attention_heads != 0 {
+        if raw.encoder_attention_heads == 0
+            || !raw.d_model.is_multiple_of(raw.encoder_attention_heads)
+        {
             return Err(hf_config::invalid(
                 path,
                 format!(

@@ -28,7 +28,7 @@ impl SelfAttentionConfig {
     /// If `heads` does not divide `d_model` (a bug in the calling model's config checks).
     pub fn init<B: Backend>(&self, device: &B::Device) -> SelfAttention<B> {
         assert!(
-            self.heads > 0 && self.d_model % self.heads == 0,
+            self.heads > 0 && self.d_model.is_multiple_of(self.heads),
             "{} heads do not divide width {}",
             self.heads,
             self.d_model
