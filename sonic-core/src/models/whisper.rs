@@ -189,7 +189,7 @@ impl WhisperEncoderConfig {
     fn init_layer<B: Backend>(&self, device: &B::Device) -> WhisperEncoderLayer<B> {
         let d = self.d_model;
         WhisperEncoderLayer {
-            // "no bias in the k_proj in original code" (OpenAI's Whisper).
+            // OpenAI's Whisper has no key bias.
             self_attn: SelfAttentionConfig::new(d, self.encoder_attention_heads)
                 .with_key_bias(false)
                 .init(device),
@@ -309,7 +309,7 @@ impl<B: Backend> WhisperEncoder<B> {
         &self,
         input_features: Tensor<B, 3>,
     ) -> Result<WhisperEncoderOutput<B>, WhisperError> {
-        let [batch, bins, frames] = input_features.dims();
+        let [_, bins, frames] = input_features.dims();
         if bins != self.num_mel_bins {
             return Err(WhisperError::MelBins {
                 expected: self.num_mel_bins,
@@ -335,7 +335,6 @@ impl<B: Backend> WhisperEncoder<B> {
         }
         states.push(self.layer_norm.forward(x));
         let hidden_states = Tensor::stack::<4>(states, 2); // [b, positions, layers + 1, d]
-        debug_assert_eq!(hidden_states.dims()[0], batch);
         Ok(WhisperEncoderOutput { hidden_states })
     }
 }
