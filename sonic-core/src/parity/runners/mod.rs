@@ -10,10 +10,11 @@ use burn::prelude::Backend;
 use super::{Case, ParityError, ParityOptions, ParityReport};
 
 mod audio_adapters;
+mod scheduler;
 
 /// The component names [`run_case`] knows, as written in `config.json`.
 pub fn components() -> &'static [&'static str] {
-    &["audio2token", "audio2bucket"]
+    &["audio2token", "audio2bucket", "euler_discrete_scheduler"]
 }
 
 /// Runs the case in `dir` on `device` and compares every output with its reference.
@@ -30,6 +31,9 @@ pub fn run_case<B: Backend>(
     match case.component() {
         "audio2token" => audio_adapters::audio2token::<B>(&case, device, options, &mut report)?,
         "audio2bucket" => audio_adapters::audio2bucket::<B>(&case, device, options, &mut report)?,
+        "euler_discrete_scheduler" => {
+            scheduler::euler_discrete_scheduler::<B>(&case, device, options, &mut report)?
+        }
         other => {
             return Err(ParityError::UnknownComponent {
                 component: other.to_string(),
