@@ -10,11 +10,17 @@ use burn::prelude::Backend;
 use super::{Case, ParityError, ParityOptions, ParityReport};
 
 mod audio_adapters;
+mod rife;
 mod scheduler;
 
 /// The component names [`run_case`] knows, as written in `config.json`.
 pub fn components() -> &'static [&'static str] {
-    &["audio2token", "audio2bucket", "euler_discrete_scheduler"]
+    &[
+        "audio2token",
+        "audio2bucket",
+        "euler_discrete_scheduler",
+        "rife_ifnet_hdv3",
+    ]
 }
 
 /// Runs the case in `dir` on `device` and compares every output with its reference.
@@ -34,6 +40,7 @@ pub fn run_case<B: Backend>(
         "euler_discrete_scheduler" => {
             scheduler::euler_discrete_scheduler::<B>(&case, device, options, &mut report)?
         }
+        "rife_ifnet_hdv3" => rife::rife_ifnet_hdv3::<B>(&case, device, options, &mut report)?,
         other => {
             return Err(ParityError::UnknownComponent {
                 component: other.to_string(),
