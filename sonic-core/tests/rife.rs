@@ -3,7 +3,7 @@
 
 mod common;
 
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor, Tolerance};
 use common::{TestBackend as B, assert_case_passes, golden};
 use sonic_core::models::rife::{
     BLOCK_TEA_DROPPED, FrameInterpolator, RifeConfig, RifeError, load_rife, rife_key_action,
@@ -169,4 +169,30 @@ fn pipeline_rife_stage_matches_reference() {
         .into_data()
         .assert_eq(&decoded.into_data(), true);
     assert!(report.passed(), "{report}");
+}
+
+#[test]
+fn half_precision_weights_and_frames() {
+    let case = Case::open(golden("rife")).unwrap();
+    let device = Default::default();
+    let load = |options| {
+        load_rife::<B>(
+            &tiny(),
+            golden("rife").join("flownet.pkl"),
+            options,
+            &device,
+        )
+        .unwrap()
+        .0
+    };
+    let frame0: Tensor<B, 4> = case.input("frame0", &device).unwrap();
+    let frame1: Tensor<B, 4> = case.input("frame1", &device).unwrap();
+    let full = load(LoadOptions::default()).forward(frame0.clone(), frame1.clone());
+    let half = load(LoadOptions::with_dtype(DType::F16))
+        .forward(frame0.cast(DType::F16), frame1.cast(DType::F16));
+    assert_eq!(half.merged.dtype(), DType::F16);
+    half.merged
+        .cast(DType::F32)
+        .into_data()
+        .assert_approx_eq::<f32>(&full.merged.into_data(), Tolerance::absolute(2e-2));
 }

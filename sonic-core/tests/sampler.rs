@@ -504,3 +504,65 @@ fn seeded_noise_is_reproducible_for_every_seed_including_zero() {
     .unwrap();
     assert_eq!(half.dtype(), DType::F16);
 }
+
+#[test]
+fn half_precision_run_stays_in_half_precision() {
+    let device = Default::default();
+    let frames = 7;
+    let scheduler = EulerEdmScheduler::svd_xt(2).unwrap();
+    let sampler = Sampler::new(SamplerConfig::sonic(), scheduler.clone()).unwrap();
+    let run = |dtype: DType| {
+        let cond = Conditioning::<B>::new(
+            Tensor::<B, 2>::ones([1, 16], &device).cast(dtype),
+            Tensor::<B, 3>::ones([frames, 4, 16], &device).cast(dtype),
+            Tensor::<B, 3>::zeros([frames, 4, 16], &device).cast(dtype),
+            Tensor::<B, 4>::ones([1, 4, 2, 2], &device).cast(dtype),
+            vec![[16.3, 17.3]; frames],
+        )
+        .unwrap();
+        let latents = initial_latents(
+            &scheduler,
+            Tensor::<B, 4>::ones([1, 4, 2, 2], &device).cast(dtype),
+            frames,
+            NoiseSource::Seed(7),
+        )
+        .unwrap();
+        let mut model = Echo(Vec::new());
+        let out = sampler
+            .denoise(latents, &cond, &mut model, &mut Unobserved)
+            .unwrap();
+        (out, model.0)
+    };
+    let (full, full_ids) = run(DType::F32);
+    let (half, half_ids) = run(DType::F16);
+    assert_eq!(half.dtype(), DType::F16);
+    assert_eq!(half_ids[0].dtype(), DType::F16);
+    assert_eq!(full_ids[0].dtype(), DType::F32);
+    // Sonic builds added_time_ids in the UNet's dtype: the buckets are rounded to f16.
+    let ids = half_ids[0]
+        .clone()
+        .cast(DType::F32)
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    let rounded = |x: f32| half::f16::from_f32(x).to_f32();
+    assert_eq!(ids[..3], [12.5, rounded(16.3), rounded(17.3)]);
+    assert_ne!(rounded(16.3), 16.3);
+    half.cast(DType::F32).into_data().assert_approx_eq::<f32>(
+        &full.into_data(),
+        burn::tensor::Tolerance::rel_abs(2e-2, 2e-2),
+    );
+}
+
+/// Predicts `-0.1 * noisy latents` for every branch and keeps the added time ids it saw.
+struct Echo(Vec<Tensor<B, 2>>);
+
+impl Denoiser<B> for Echo {
+    type Error = Infallible;
+
+    fn predict_v(&mut self, input: WindowInput<B>) -> Result<Tensor<B, 5>, Infallible> {
+        self.0.push(input.added_time_ids);
+        let [_, _, c2, _, _] = input.sample.dims();
+        Ok(input.sample.narrow(2, 0, c2 / 2).mul_scalar(-0.1))
+    }
+}

@@ -341,6 +341,12 @@ impl Sampler {
                 .scheduler
                 .step(step, v_guided.clone(), window_latents)
                 .prev_sample;
+            // The step returns the model's dtype (as diffusers does); accumulate in the latents'.
+            let stepped = if stepped.dtype() == latents.dtype() {
+                stepped
+            } else {
+                stepped.cast(latents.dtype())
+            };
             observer.on_window(&WindowDone {
                 progress,
                 plan,

@@ -505,7 +505,15 @@ mod tests {
         );
         assert!(matches!(
             SchedulerConfig::from_json(r#"{"prediction_type": "banana"}"#),
-            Err(SchedulerError::Config { .. })
+            Err(SchedulerError::Config { file: None, .. })
         ));
+        let missing = std::path::Path::new("/nonexistent/scheduler_config.json");
+        let err = SchedulerConfig::from_file(missing).unwrap_err();
+        assert!(matches!(&err, SchedulerError::Config { file: Some(f), .. } if f == missing));
+        assert!(
+            err.to_string()
+                .contains("/nonexistent/scheduler_config.json"),
+            "{err}"
+        );
     }
 }
