@@ -8,6 +8,7 @@
 //!   UNet (with Sonic's audio cross-attention), RIFE.
 //! - [`weights`]: strict loading of the released checkpoints as they are.
 //! - [`nn`]: building blocks shared by several models (memory-bounded attention, embeddings).
+//! - [`sampler`]: the Euler/EDM schedule and Sonic's shifted-window denoising loop.
 //! - [`parity`]: running a component against a reference case of the Python implementation.
 #![warn(missing_docs)]
 
@@ -15,4 +16,5 @@ pub mod audio_conditioning;
 pub mod models;
 pub mod nn;
 pub mod parity;
+pub mod sampler;
 pub mod weights;

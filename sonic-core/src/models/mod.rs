@@ -3,4 +3,5 @@
 pub mod audio_adapters;
 pub mod clip;
 mod hf_config;
+pub mod rife;
 pub mod whisper;

@@ -11,6 +11,8 @@ use super::{Case, ParityError, ParityOptions, ParityReport};
 
 mod audio_adapters;
 mod clip;
+mod rife;
+mod scheduler;
 mod whisper;
 
 /// The component names [`run_case`] knows, as written in `config.json`.
@@ -20,6 +22,8 @@ pub fn components() -> &'static [&'static str] {
         "audio2bucket",
         "whisper_encoder",
         "clip_vision_with_projection",
+        "euler_discrete_scheduler",
+        "rife_ifnet_hdv3",
     ]
 }
 
@@ -41,6 +45,10 @@ pub fn run_case<B: Backend>(
         "clip_vision_with_projection" => {
             clip::clip_vision_with_projection::<B>(&case, device, options, &mut report)?
         }
+        "euler_discrete_scheduler" => {
+            scheduler::euler_discrete_scheduler::<B>(&case, device, options, &mut report)?
+        }
+        "rife_ifnet_hdv3" => rife::rife_ifnet_hdv3::<B>(&case, device, options, &mut report)?,
         other => {
             return Err(ParityError::UnknownComponent {
                 component: other.to_string(),
