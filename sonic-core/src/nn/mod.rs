@@ -1,3 +1,6 @@
 //! Building blocks shared by several models.
 
 pub mod attention;
+pub mod norm;
+pub mod resample;
+pub mod resnet;
