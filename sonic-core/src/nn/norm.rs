@@ -48,20 +48,31 @@ pub fn group_norm<B: Backend, const D: usize>(
     let mean = x.clone().mean_dim(2); // [b, g, 1]
     let centered = x.sub(mean);
     let var = centered.clone().square().mean_dim(2); // [b, g, 1]
-    let normalized = centered
-        .div(var.add_scalar(norm.epsilon).sqrt())
-        .reshape(shape);
+    let rstd = var.add_scalar(norm.epsilon).sqrt().recip(); // [b, g, 1]
 
-    let out = match (&norm.gamma, &norm.beta) {
+    // Fold rstd and the affine parameters into one scale and shift per (batch, channel), so
+    // the full-size work is `centered * scale + shift` with per-row operands (the broadcast
+    // shape CPU kernels vectorise).
+    let per_group = channels / groups;
+    let rstd = rstd
+        .expand([batch, groups, per_group])
+        .reshape([batch, channels, 1]);
+    let (scale, shift) = match (&norm.gamma, &norm.beta) {
         (Some(gamma), Some(beta)) => {
-            let mut affine_shape = [1usize; D];
-            affine_shape[1] = channels;
-            let gamma = gamma.val().cast(DType::F32).reshape(affine_shape);
-            let beta = beta.val().cast(DType::F32).reshape(affine_shape);
-            normalized.mul(gamma).add(beta)
+            let gamma = gamma.val().cast(DType::F32).reshape([1, channels, 1]);
+            let beta = beta.val().cast(DType::F32).reshape([1, channels, 1]);
+            let zeros = Tensor::zeros([batch, channels, 1], (&rstd.device(), DType::F32));
+            (rstd.mul(gamma), Some(zeros.add(beta)))
         }
-        _ => normalized,
+        _ => (rstd, None),
     };
+    let spatial = group_len / per_group;
+    let out = centered.reshape([batch, channels, spatial]).mul(scale);
+    let out = match shift {
+        Some(shift) => out.add(shift),
+        None => out,
+    };
+    let out = out.reshape(shape);
     out.cast(dtype)
 }
 

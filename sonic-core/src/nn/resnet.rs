@@ -201,9 +201,14 @@ impl<B: Backend> TemporalResnetBlock<B> {
     }
 }
 
-/// A Conv3d whose kernel is `(k, 1, 1)` (padding `(k/2, 0, 0)`), computed as a 2-D convolution
-/// over `[b, c, f, h*w]` with kernel `(k, 1)`: the same sums, on the better-optimised op.
-fn temporal_conv<B: Backend>(conv: &Conv3d<B>, x: Tensor<B, 5>) -> Tensor<B, 5> {
+/// Applies a Conv3d whose kernel is `(k, 1, 1)` with padding `(k/2, 0, 0)` (stride 1), as a 2-D
+/// convolution over `[b, c, f, h*w]` with kernel `(k, 1)`: the same sums, on the
+/// better-optimised op. Frames beyond the clip are zeros.
+///
+/// # Shapes
+/// - `x`: `[b, in_channels, f, h, w]`
+/// - returns `[b, out_channels, f, h, w]`
+pub fn temporal_conv<B: Backend>(conv: &Conv3d<B>, x: Tensor<B, 5>) -> Tensor<B, 5> {
     let [b, _, f, h, w] = x.dims();
     let weight = conv.weight.val();
     let [out, cin, k, kh, kw] = weight.dims();
@@ -389,25 +394,92 @@ impl<B: Backend> SpatioTemporalResBlock<B> {
         num_frames: usize,
     ) -> Tensor<B, 4> {
         let spatial = self.spatial_res_block.forward(x, temb.clone()); // [b*f, c, h, w]
-        let [n, c, h, w] = spatial.dims();
+        let n = spatial.dims()[0];
         assert!(
-            num_frames > 0 && n % num_frames == 0,
+            num_frames > 0 && n.is_multiple_of(num_frames),
             "{n} frames are not a whole number of clips of {num_frames}"
         );
         let b = n / num_frames;
-        let clips = spatial
-            .clone()
-            .reshape([b, num_frames, c, h, w])
-            .swap_dims(1, 2); // [b, c, f, h, w]
+        let clips = frames_to_clips(spatial.clone(), num_frames); // [b, c, f, h, w]
         let temb = temb.map(|t| {
             let channels = t.dims()[1];
             t.reshape([b, num_frames, channels])
         });
-        let temporal = self
-            .temporal_res_block
-            .forward(clips, temb)
-            .swap_dims(1, 2)
-            .reshape([n, c, h, w]);
+        let temporal = clips_to_frames(self.temporal_res_block.forward(clips, temb));
         self.time_mixer.blend(spatial, temporal)
+    }
+}
+
+/// `[b * f, c, h, w]` (frames of each clip consecutive) to `[b, c, f, h, w]`, the layout of
+/// the temporal layers (the reference's `reshape(b, f, c, h, w).permute(0, 2, 1, 3, 4)`).
+///
+/// # Shapes
+/// - `x`: `[b * num_frames, c, h, w]`
+/// - returns `[b, c, num_frames, h, w]`
+pub fn frames_to_clips<B: Backend>(x: Tensor<B, 4>, num_frames: usize) -> Tensor<B, 5> {
+    let [n, c, h, w] = x.dims();
+    let b = n / num_frames;
+    swap_middle_axes(x.reshape([b, num_frames, c, h * w])).reshape([b, c, num_frames, h, w])
+}
+
+/// The inverse of [`frames_to_clips`].
+///
+/// # Shapes
+/// - `x`: `[b, c, f, h, w]`
+/// - returns `[b * f, c, h, w]`
+pub fn clips_to_frames<B: Backend>(x: Tensor<B, 5>) -> Tensor<B, 4> {
+    let [b, c, f, h, w] = x.dims();
+    swap_middle_axes(x.reshape([b, c, f, h * w])).reshape([b * f, c, h, w])
+}
+
+/// `[b, p, q, n]` -> `[b, q, p, n]`, materialised.
+///
+/// Built from `p` slices concatenated along the new axis rather than one strided permute:
+/// each slice copies rows of `n` contiguous elements, which CPU backends do at memcpy speed,
+/// whereas a general 3-axis permute falls back to an element-by-element walk there.
+fn swap_middle_axes<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [b, p, q, n] = x.dims();
+    if p == 1 || q == 1 {
+        return x.reshape([b, q, p, n]);
+    }
+    let slices = (0..p)
+        .map(|i| x.clone().narrow(1, i, 1).reshape([b, q, 1, n]))
+        .collect();
+    Tensor::cat(slices, 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+    use burn::tensor::{Distribution, Tensor};
+
+    use super::*;
+
+    type B = Flex;
+
+    #[test]
+    fn frame_layout_round_trip_equals_the_permute() {
+        let device = Default::default();
+        let x = Tensor::<B, 4>::random([6, 4, 3, 5], Distribution::Default, &device);
+        let clips = frames_to_clips(x.clone(), 3);
+        let permuted = x.clone().reshape([2, 3, 4, 3, 5]).swap_dims(1, 2);
+        clips
+            .clone()
+            .into_data()
+            .assert_eq(&permuted.into_data(), true);
+        clips_to_frames(clips)
+            .into_data()
+            .assert_eq(&x.into_data(), true);
+    }
+
+    #[test]
+    fn single_frame_clips_need_no_copy_and_stay_correct() {
+        let device = Default::default();
+        let x = Tensor::<B, 4>::random([3, 2, 2, 2], Distribution::Default, &device);
+        let clips = frames_to_clips(x.clone(), 1);
+        assert_eq!(clips.dims(), [3, 2, 1, 2, 2]);
+        clips_to_frames(clips)
+            .into_data()
+            .assert_eq(&x.into_data(), true);
     }
 }
