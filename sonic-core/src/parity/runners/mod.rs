@@ -10,10 +10,15 @@ use burn::prelude::Backend;
 use super::{Case, ParityError, ParityOptions, ParityReport};
 
 mod audio_adapters;
+mod vae;
 
 /// The component names [`run_case`] knows, as written in `config.json`.
 pub fn components() -> &'static [&'static str] {
-    &["audio2token", "audio2bucket"]
+    &[
+        "audio2token",
+        "audio2bucket",
+        "autoencoder_kl_temporal_decoder",
+    ]
 }
 
 /// Runs the case in `dir` on `device` and compares every output with its reference.
@@ -30,6 +35,7 @@ pub fn run_case<B: Backend>(
     match case.component() {
         "audio2token" => audio_adapters::audio2token::<B>(&case, device, options, &mut report)?,
         "audio2bucket" => audio_adapters::audio2bucket::<B>(&case, device, options, &mut report)?,
+        "autoencoder_kl_temporal_decoder" => vae::vae::<B>(&case, device, options, &mut report)?,
         other => {
             return Err(ParityError::UnknownComponent {
                 component: other.to_string(),
