@@ -190,3 +190,37 @@ fn missing_or_wrong_files_are_typed_errors() {
     assert!(matches!(err, LoadError::Config { .. }), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn fp16_weights_load_as_f16_on_request_and_decode_close_to_f32() {
+    use burn::tensor::DType;
+    let device = Default::default();
+    let (model, report) = load_vae::<B>(
+        golden("vae").join("vae"),
+        LoadOptions::with_dtype(DType::F16),
+        &device,
+    )
+    .unwrap();
+    assert_eq!(report.stored_dtypes.get("F16"), Some(&374));
+    assert_eq!(model.decoder.conv_in.weight.val().dtype(), DType::F16);
+
+    let case = Case::open(golden("vae")).unwrap();
+    let z: Tensor<B, 4> = case.input("z", &device).unwrap();
+    let decoded = model.decode(z, 5).unwrap();
+    assert_eq!(decoded.dtype(), DType::F16);
+    let got = decoded
+        .cast(DType::F32)
+        .into_data()
+        .into_vec::<f32>()
+        .unwrap();
+    let expected = case.tensor("decoded").unwrap().to_f32_vec();
+    let max_diff = got
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        max_diff < 2e-2,
+        "f16 decode differs from the f32 reference by {max_diff}"
+    );
+}
