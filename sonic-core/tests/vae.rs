@@ -224,3 +224,55 @@ fn fp16_weights_load_as_f16_on_request_and_decode_close_to_f32() {
         "f16 decode differs from the f32 reference by {max_diff}"
     );
 }
+
+#[test]
+fn chunked_decode_reproduces_the_pipelines_decoded_frames() {
+    // pipeline_e2e decodes its 33 final latents with decode_chunk_size 8: chunks of 8, 8, 8, 8
+    // and 1 frame, then `(x * 0.5 + 0.5).clamp(0, 1)` (Sonic's test()).
+    use sonic_core::parity::{ParityOptions, ParityReport};
+    let device = Default::default();
+    let model = fixture_model();
+    let case = Case::open(golden("pipeline_e2e")).unwrap();
+    let latents: Tensor<B, 5> = case.input("latents_after_step_3", &device).unwrap();
+    let [batch, frames, c, h, w] = latents.dims();
+    let latents = latents.reshape([batch * frames, c, h, w]);
+    let to_video = |decoded: Tensor<B, 4>| {
+        let [n, channels, height, width] = decoded.dims();
+        decoded
+            .mul_scalar(0.5)
+            .add_scalar(0.5)
+            .clamp(0.0, 1.0)
+            .reshape([1, n, channels, height, width])
+            .swap_dims(1, 2) // [1, 3, N, H, W]
+    };
+    // The case's tolerance (abs 1e-2) is for the whole pipeline; the decode alone is held to
+    // 1/50 of it (abs 2e-4), tight enough to tell chunk borders apart.
+    let options = ParityOptions {
+        tolerance_scale: 0.02,
+        ..ParityOptions::default()
+    };
+
+    let chunks = model
+        .decode_latents_chunked(latents.clone(), DEFAULT_DECODE_CHUNK_SIZE)
+        .unwrap();
+    assert_eq!(chunks.len(), 5);
+    let decoded = Tensor::cat(chunks.map(|chunk| chunk.frames).collect(), 0); // [N, 3, H, W]
+    let mut report = ParityReport::new(&case, "flex".into(), &options);
+    report
+        .check_tensor(&case, "decoded_frames", to_video(decoded))
+        .unwrap();
+    assert!(report.passed(), "{report}");
+
+    // One temporal context for all 33 frames is measurably different.
+    let unchunked = model
+        .decode(latents.mul_scalar(1.0 / model.scaling_factor()), frames)
+        .unwrap();
+    let mut report = ParityReport::new(&case, "flex".into(), &options);
+    report
+        .check_tensor(&case, "decoded_frames", to_video(unchunked))
+        .unwrap();
+    assert!(
+        !report.passed(),
+        "an unchunked decode should differ:\n{report}"
+    );
+}
