@@ -4,4 +4,5 @@ pub mod audio_adapters;
 pub mod clip;
 mod hf_config;
 pub mod rife;
+pub mod vae;
 pub mod whisper;

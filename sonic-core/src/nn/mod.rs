@@ -2,4 +2,7 @@
 
 pub mod attention;
 pub mod dtype;
+pub mod norm;
+pub mod resample;
+pub mod resnet;
 pub mod self_attention;

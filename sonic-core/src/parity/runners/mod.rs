@@ -13,6 +13,7 @@ mod audio_adapters;
 mod clip;
 mod rife;
 mod scheduler;
+mod vae;
 mod whisper;
 
 /// The component names [`run_case`] knows, as written in `config.json`.
@@ -24,6 +25,7 @@ pub fn components() -> &'static [&'static str] {
         "clip_vision_with_projection",
         "euler_discrete_scheduler",
         "rife_ifnet_hdv3",
+        "autoencoder_kl_temporal_decoder",
     ]
 }
 
@@ -49,6 +51,7 @@ pub fn run_case<B: Backend>(
             scheduler::euler_discrete_scheduler::<B>(&case, device, options, &mut report)?
         }
         "rife_ifnet_hdv3" => rife::rife_ifnet_hdv3::<B>(&case, device, options, &mut report)?,
+        "autoencoder_kl_temporal_decoder" => vae::vae::<B>(&case, device, options, &mut report)?,
         other => {
             return Err(ParityError::UnknownComponent {
                 component: other.to_string(),
