@@ -7,9 +7,11 @@
 //!   UNet (with Sonic's audio cross-attention), RIFE.
 //! - [`weights`]: strict loading of the released checkpoints as they are.
 //! - [`nn`]: building blocks shared by several models (memory-bounded attention, embeddings).
+//! - [`media`]: audio and portrait decoding and preprocessing, face detection, the MP4 writer.
 //! - [`parity`]: running a component against a reference case of the Python implementation.
 #![warn(missing_docs)]
 
+pub mod media;
 pub mod models;
 pub mod nn;
 pub mod parity;
