@@ -76,7 +76,7 @@ pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, MediaEr
     let delay = resampler.output_delay() as u64 + 1;
     let half = (parameters.sinc_len / 2) as u64;
     let skip = (0..to64)
-        .find(|e| ((delay + e) * from64) % to64 == 0)
+        .find(|e| ((delay + e) * from64).is_multiple_of(to64))
         .expect("e = to - delay % to always works");
     let lead = ((delay + skip) * from64 / to64)
         .checked_sub(half)

@@ -11,7 +11,7 @@ pub const CLIP_SIZE: u32 = 224;
 /// OpenAI CLIP normalisation mean (RGB).
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// OpenAI CLIP normalisation standard deviation (RGB).
-pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// A face box in pixels: top-left corner and size (the detector's `[x, y, w, h]`).
 #[derive(Debug, Clone, Copy, PartialEq)]

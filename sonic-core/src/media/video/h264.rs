@@ -2,7 +2,7 @@
 
 use openh264::OpenH264API;
 use openh264::encoder::{
-    Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, QpRange,
+    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, QpRange,
     RateControlMode, UsageType, VuiConfig,
 };
 use openh264::formats::YUVSlices;
@@ -24,22 +24,26 @@ pub(crate) struct H264Encoder {
 }
 
 impl H264Encoder {
-    /// `max_qp` bounds the quantiser (0 best .. 51 worst); one keyframe every `keyframe_interval`
-    /// frames so players can seek.
+    /// Every frame is coded at quantiser `qp` (0 best .. 51 worst); one keyframe every
+    /// `keyframe_interval` frames so players can seek.
     pub fn new(
         width: u32,
         height: u32,
         fps: f64,
-        max_qp: u8,
+        qp: u8,
         keyframe_interval: u32,
     ) -> Result<Self, MediaError> {
+        // Quality-mode rate control pinned to one QP, with a bit budget far above what any QP
+        // >= 10 needs at these sizes, so it never has to skip a frame. (Skipping must stay
+        // enabled: OpenH264 prints a warning to stderr otherwise.)
         let config = EncoderConfig::new()
-            .usage_type(UsageType::CameraVideoNonRealTime)
+            .usage_type(UsageType::CameraVideoRealTime)
             .rate_control_mode(RateControlMode::Quality)
+            .bitrate(BitRate::from_bps(50_000_000))
             .max_frame_rate(FrameRate::from_hz(fps as f32))
-            .skip_frames(false)
+            .skip_frames(true)
             .complexity(Complexity::High)
-            .qp(QpRange::new(max_qp.saturating_sub(8), max_qp))
+            .qp(QpRange::new(qp, qp))
             .intra_frame_period(IntraFramePeriod::from_num_frames(keyframe_interval))
             .num_threads(1)
             .vui(VuiConfig::bt601());
@@ -65,6 +69,11 @@ impl H264Encoder {
             .encoder
             .encode(&frame)
             .map_err(|e| MediaError::VideoEncode(e.to_string()))?;
+        if matches!(stream.frame_type(), FrameType::Skip | FrameType::Invalid) {
+            return Err(MediaError::VideoEncode(
+                "the rate control skipped a frame".into(),
+            ));
+        }
         Ok(EncodedFrame {
             keyframe: matches!(stream.frame_type(), FrameType::IDR | FrameType::I),
             data: stream.to_vec(),

@@ -8,18 +8,18 @@ use super::aac::{AacEncoder, FRAME_SAMPLES};
 use super::h264::H264Encoder;
 use crate::media::MediaError;
 
-/// H.264 quality: the largest quantiser the encoder may use (0 best .. 51 worst); the encoder
-/// spends bits to stay at or below it. Each step of 6 roughly halves the bitrate.
+/// H.264 quality: the quantiser every frame is coded with (0 best .. 51 worst, like x264's
+/// CRF scale). Each step of 6 roughly halves the bitrate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VideoQuality(pub u8);
 
 impl VideoQuality {
-    /// Visually transparent talking heads (about what Sonic's `-crf 18` gives): QP <= 22.
-    pub const HIGH: Self = Self(22);
-    /// Smaller files, slight softening: QP <= 28.
-    pub const MEDIUM: Self = Self(28);
-    /// Previews: QP <= 34.
-    pub const LOW: Self = Self(34);
+    /// Visually transparent talking heads (about what Sonic's `-crf 18` gives): QP 20.
+    pub const HIGH: Self = Self(20);
+    /// Smaller files, slight softening: QP 26.
+    pub const MEDIUM: Self = Self(26);
+    /// Previews: QP 32.
+    pub const LOW: Self = Self(32);
 }
 
 impl Default for VideoQuality {
@@ -294,12 +294,15 @@ impl<W: Write> Mp4Writer<W> {
                 .fed
                 .saturating_add(step)
                 .min(if exact { usize::MAX } else { until });
+            // [fed, end) = the track's samples in range, then silence past its end.
             let available = audio.samples.len() / audio.channels;
-            let real_end = end.min(available).max(audio.fed);
-            let real = audio.samples[audio.fed * audio.channels..real_end * audio.channels]
+            let real_start = audio.fed.min(available);
+            let real_end = end.min(available);
+            let real = audio.samples[real_start * audio.channels..real_end * audio.channels]
                 .iter()
                 .copied();
-            let silence = std::iter::repeat_n(0.0, (end - real_end) * audio.channels);
+            let silence =
+                std::iter::repeat_n(0.0, (end - audio.fed.max(real_end)) * audio.channels);
             let mut index = audio.encoder.delivered;
             audio.encoder.push(real.chain(silence), &mut |frame| {
                 let r = sink(frame, index);

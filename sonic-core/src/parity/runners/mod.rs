@@ -10,10 +10,17 @@ use burn::prelude::Backend;
 use super::{Case, ParityError, ParityOptions, ParityReport};
 
 mod audio_adapters;
+mod media;
 
 /// The component names [`run_case`] knows, as written in `config.json`.
 pub fn components() -> &'static [&'static str] {
-    &["audio2token", "audio2bucket"]
+    &[
+        "audio2token",
+        "audio2bucket",
+        "whisper_log_mel",
+        "image_preprocess",
+        "clip_vision_with_projection",
+    ]
 }
 
 /// Runs the case in `dir` on `device` and compares every output with its reference.
@@ -30,6 +37,10 @@ pub fn run_case<B: Backend>(
     match case.component() {
         "audio2token" => audio_adapters::audio2token::<B>(&case, device, options, &mut report)?,
         "audio2bucket" => audio_adapters::audio2bucket::<B>(&case, device, options, &mut report)?,
+        "whisper_log_mel" => media::log_mel(&case, &mut report)?,
+        "image_preprocess" => media::image_preprocess(&case, &mut report)?,
+        // The CLIP runner adds the model's outputs to this arm; here: its preprocessing.
+        "clip_vision_with_projection" => media::clip_preprocessing(&case, &mut report)?,
         other => {
             return Err(ParityError::UnknownComponent {
                 component: other.to_string(),
