@@ -18,7 +18,7 @@ mod preprocess;
 pub use decode::decode_image;
 pub use lanczos::resize_lanczos;
 pub use preprocess::{
-    CLIP_MEAN, CLIP_SIZE, CLIP_STD, CropBox, FaceBox, PortraitOptions, PortraitTensors, clip_input,
-    clip_normalise, crop, face_mask_image, model_size, preprocess_portrait, square_crop_box,
-    to_signed_tensor, to_unit_tensor,
+    CLIP_MEAN, CLIP_SIZE, CLIP_STD, CropBox, FaceBox, MAX_MODEL_SIDE, PortraitOptions,
+    PortraitTensors, clip_input, clip_normalise, crop, face_mask_image, model_size,
+    preprocess_portrait, square_crop_box, to_signed_tensor, to_unit_tensor,
 };

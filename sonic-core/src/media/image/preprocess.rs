@@ -6,6 +6,8 @@ use image::RgbImage;
 use super::lanczos::resize_lanczos;
 use crate::media::MediaError;
 
+/// Longest side [`preprocess_portrait`] resizes to.
+pub const MAX_MODEL_SIDE: u32 = 8192;
 /// CLIP's input side (`CLIPImageProcessor` crop size).
 pub const CLIP_SIZE: u32 = 224;
 /// OpenAI CLIP normalisation mean (RGB).
@@ -269,8 +271,8 @@ pub struct PortraitTensors {
 /// reference image, the mask in `[0, 1]` and the CLIP input.
 ///
 /// # Errors
-/// [`MediaError::InvalidParameter`] for a degenerate face box, an empty picture, or a
-/// `min_resolution` below 64.
+/// [`MediaError::InvalidParameter`] for a degenerate face box, an empty picture, a
+/// `min_resolution` below 64, or a model size above [`MAX_MODEL_SIDE`].
 pub fn preprocess_portrait(
     image: &RgbImage,
     face: &FaceBox,
@@ -293,8 +295,15 @@ pub fn preprocess_portrait(
     if w == 0 || h == 0 {
         return Err(MediaError::invalid("picture", "it has no pixel"));
     }
-    let mask = face_mask_image(w, h, face, options.mask_area);
     let (width, height) = model_size(w, h, options.min_resolution);
+    // Extreme aspect ratios would ask for gigabytes (a 100:1 strip at 512 -> 51200 x 512).
+    if width.max(height) > MAX_MODEL_SIDE {
+        return Err(MediaError::invalid(
+            "picture",
+            format!("{w}x{h} would be resized to {width}x{height} (sides up to {MAX_MODEL_SIDE})"),
+        ));
+    }
+    let mask = face_mask_image(w, h, face, options.mask_area);
     let (resized, mask) = if (width, height) != (w, h) {
         (
             resize_lanczos(image, width, height),
@@ -360,6 +369,18 @@ mod tests {
             Err(MediaError::InvalidParameter { .. })
         ));
         assert!(square_crop_box(&FaceBox::new(1.0, 1.0, 2.0, 2.0), f64::NAN, 8, 8).is_err());
+        let strip = RgbImage::new(2000, 10);
+        assert!(matches!(
+            preprocess_portrait(
+                &strip,
+                &FaceBox::new(0.0, 0.0, 5.0, 5.0),
+                &PortraitOptions::default()
+            ),
+            Err(MediaError::InvalidParameter {
+                parameter: "picture",
+                ..
+            })
+        ));
         let outside = CropBox {
             x1: 10,
             y1: 10,
