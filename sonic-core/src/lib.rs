@@ -8,11 +8,13 @@
 //!   UNet (with Sonic's audio cross-attention), RIFE.
 //! - [`weights`]: strict loading of the released checkpoints as they are.
 //! - [`nn`]: building blocks shared by several models (memory-bounded attention, embeddings).
+//! - [`media`]: audio and portrait decoding and preprocessing, face detection, the MP4 writer.
 //! - [`sampler`]: the Euler/EDM schedule and Sonic's shifted-window denoising loop.
 //! - [`parity`]: running a component against a reference case of the Python implementation.
 #![warn(missing_docs)]
 
 pub mod audio_conditioning;
+pub mod media;
 pub mod models;
 pub mod nn;
 pub mod parity;

@@ -11,6 +11,7 @@ use super::{Case, ParityError, ParityOptions, ParityReport};
 
 mod audio_adapters;
 mod clip;
+mod media;
 mod rife;
 mod scheduler;
 mod vae;
@@ -26,6 +27,8 @@ pub fn components() -> &'static [&'static str] {
         "euler_discrete_scheduler",
         "rife_ifnet_hdv3",
         "autoencoder_kl_temporal_decoder",
+        "whisper_log_mel",
+        "image_preprocess",
     ]
 }
 
@@ -45,6 +48,8 @@ pub fn run_case<B: Backend>(
         "audio2bucket" => audio_adapters::audio2bucket::<B>(&case, device, options, &mut report)?,
         "whisper_encoder" => whisper::whisper_encoder::<B>(&case, device, options, &mut report)?,
         "clip_vision_with_projection" => {
+            // The case checks both the preprocessing (media) and the model.
+            media::clip_preprocessing(&case, &mut report)?;
             clip::clip_vision_with_projection::<B>(&case, device, options, &mut report)?
         }
         "euler_discrete_scheduler" => {
@@ -52,6 +57,8 @@ pub fn run_case<B: Backend>(
         }
         "rife_ifnet_hdv3" => rife::rife_ifnet_hdv3::<B>(&case, device, options, &mut report)?,
         "autoencoder_kl_temporal_decoder" => vae::vae::<B>(&case, device, options, &mut report)?,
+        "whisper_log_mel" => media::log_mel(&case, &mut report)?,
+        "image_preprocess" => media::image_preprocess(&case, &mut report)?,
         other => {
             return Err(ParityError::UnknownComponent {
                 component: other.to_string(),
