@@ -1,3 +1,4 @@
 //! The neural components, one file (or folder) per model family.
 
 pub mod audio_adapters;
+pub mod unet;

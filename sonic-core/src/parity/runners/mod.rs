@@ -10,10 +10,16 @@ use burn::prelude::Backend;
 use super::{Case, ParityError, ParityOptions, ParityReport};
 
 mod audio_adapters;
+mod unet;
 
 /// The component names [`run_case`] knows, as written in `config.json`.
 pub fn components() -> &'static [&'static str] {
-    &["audio2token", "audio2bucket"]
+    &[
+        "audio2token",
+        "audio2bucket",
+        "unet_spatio_temporal_condition_with_audio_ip_adapter",
+        "ip_adapter_mask_downsample",
+    ]
 }
 
 /// Runs the case in `dir` on `device` and compares every output with its reference.
@@ -30,6 +36,10 @@ pub fn run_case<B: Backend>(
     match case.component() {
         "audio2token" => audio_adapters::audio2token::<B>(&case, device, options, &mut report)?,
         "audio2bucket" => audio_adapters::audio2bucket::<B>(&case, device, options, &mut report)?,
+        "unet_spatio_temporal_condition_with_audio_ip_adapter" => {
+            unet::unet::<B>(&case, device, options, &mut report)?
+        }
+        "ip_adapter_mask_downsample" => unet::mask_downsample(&case, &mut report)?,
         other => {
             return Err(ParityError::UnknownComponent {
                 component: other.to_string(),
