@@ -3,7 +3,6 @@
 
 mod common;
 
-use burn::tensor::DType;
 use common::{TestBackend, assert_case_passes, golden};
 use sonic_core::models::unet::{FaceMask, UNetConfig, load_unet};
 use sonic_core::nn::attention::AttentionChunking;
@@ -52,27 +51,6 @@ fn tightly_chunked_unet_matches_reference() {
     let mut parity = ParityReport::new(&case, "flex".into(), &ParityOptions::default());
     parity.check_tensor(&case, "output", output).unwrap();
     assert!(parity.passed(), "{parity}");
-}
-
-/// The fp32 file loads as f16 (Sonic runs the UNet in fp16): every parameter converted on load.
-#[test]
-fn loads_fp32_file_as_f16() {
-    let config = UNetConfig::from_diffusers_file(golden("unet").join("unet/config.json")).unwrap();
-    let (model, report) = load_unet::<TestBackend>(
-        &config,
-        golden("unet").join("unet.pth"),
-        LoadOptions::with_dtype(DType::F16),
-        &Default::default(),
-    )
-    .unwrap();
-    assert_eq!(report.stored_dtypes.get("F32"), Some(&1492));
-    let specs = param_specs(&model);
-    assert_eq!(specs.len(), 1492);
-    assert_eq!(model.conv_in.weight.val().dtype(), DType::F16);
-    assert_eq!(
-        model.conv_out.bias.as_ref().unwrap().val().dtype(),
-        DType::F16
-    );
 }
 
 #[test]
