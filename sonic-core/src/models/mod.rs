@@ -2,3 +2,4 @@
 
 pub mod audio_adapters;
 pub mod unet;
+pub mod vae;

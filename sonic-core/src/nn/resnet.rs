@@ -94,7 +94,13 @@ impl<B: Backend> ResnetBlock2D<B> {
     /// - `temb`: `[n, temb_channels]`
     /// - returns `[n, out_channels, h, w]`
     pub fn forward(&self, x: Tensor<B, 4>, temb: Option<Tensor<B, 2>>) -> Tensor<B, 4> {
-        let h = self.conv1.forward(silu(group_norm(&self.norm1, x.clone())));
+        // The shortcut first: with a channel change, `x` is then no longer needed and its
+        // buffer can be reused by the norm (the widest activation of a decoder level).
+        let residual = match &self.conv_shortcut {
+            Some(conv) => conv.forward(x.clone()),
+            None => x.clone(),
+        };
+        let h = self.conv1.forward(silu(group_norm(&self.norm1, x)));
         let h = match (&self.time_emb_proj, temb) {
             (Some(proj), Some(temb)) => {
                 let t = proj.forward(silu(temb)).unsqueeze_dims::<4>(&[2, 3]); // [n, c, 1, 1]
@@ -103,10 +109,6 @@ impl<B: Backend> ResnetBlock2D<B> {
             _ => h,
         };
         let h = self.conv2.forward(silu(group_norm(&self.norm2, h)));
-        let residual = match &self.conv_shortcut {
-            Some(conv) => conv.forward(x),
-            None => x,
-        };
         residual.add(h)
     }
 }
@@ -442,10 +444,11 @@ fn swap_middle_axes<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     if p == 1 || q == 1 {
         return x.reshape([b, q, p, n]);
     }
-    let slices = (0..p)
-        .map(|i| x.clone().narrow(1, i, 1).reshape([b, q, 1, n]))
-        .collect();
-    Tensor::cat(slices, 2)
+    // Slices are views `[b, 1, q, 1, n]` (no reshape after the narrow, which would copy an
+    // offset view); the cat writes them side by side along the new `p` axis.
+    let x = x.reshape([b, p, q, 1, n]);
+    let slices = (0..p).map(|i| x.clone().narrow(1, i, 1)).collect();
+    Tensor::cat(slices, 3).reshape([b, q, p, n])
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use super::{Case, ParityError, ParityOptions, ParityReport};
 
 mod audio_adapters;
 mod unet;
+mod vae;
 
 /// The component names [`run_case`] knows, as written in `config.json`.
 pub fn components() -> &'static [&'static str] {
@@ -19,6 +20,7 @@ pub fn components() -> &'static [&'static str] {
         "audio2bucket",
         "unet_spatio_temporal_condition_with_audio_ip_adapter",
         "ip_adapter_mask_downsample",
+        "autoencoder_kl_temporal_decoder",
     ]
 }
 
@@ -40,6 +42,7 @@ pub fn run_case<B: Backend>(
             unet::unet::<B>(&case, device, options, &mut report)?
         }
         "ip_adapter_mask_downsample" => unet::mask_downsample(&case, &mut report)?,
+        "autoencoder_kl_temporal_decoder" => vae::vae::<B>(&case, device, options, &mut report)?,
         other => {
             return Err(ParityError::UnknownComponent {
                 component: other.to_string(),
