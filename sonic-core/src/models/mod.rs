@@ -4,5 +4,6 @@ pub mod audio_adapters;
 pub mod clip;
 mod hf_config;
 pub mod rife;
+pub mod unet;
 pub mod vae;
 pub mod whisper;

@@ -2,6 +2,7 @@
 
 pub mod attention;
 pub mod dtype;
+pub mod embeddings;
 pub mod norm;
 pub mod resample;
 pub mod resnet;

@@ -14,6 +14,7 @@ mod clip;
 mod media;
 mod rife;
 mod scheduler;
+mod unet;
 mod vae;
 mod whisper;
 
@@ -26,6 +27,8 @@ pub fn components() -> &'static [&'static str] {
         "clip_vision_with_projection",
         "euler_discrete_scheduler",
         "rife_ifnet_hdv3",
+        "unet_spatio_temporal_condition_with_audio_ip_adapter",
+        "ip_adapter_mask_downsample",
         "autoencoder_kl_temporal_decoder",
         "whisper_log_mel",
         "image_preprocess",
@@ -56,6 +59,10 @@ pub fn run_case<B: Backend>(
             scheduler::euler_discrete_scheduler::<B>(&case, device, options, &mut report)?
         }
         "rife_ifnet_hdv3" => rife::rife_ifnet_hdv3::<B>(&case, device, options, &mut report)?,
+        "unet_spatio_temporal_condition_with_audio_ip_adapter" => {
+            unet::unet::<B>(&case, device, options, &mut report)?
+        }
+        "ip_adapter_mask_downsample" => unet::mask_downsample(&case, &mut report)?,
         "autoencoder_kl_temporal_decoder" => vae::vae::<B>(&case, device, options, &mut report)?,
         "whisper_log_mel" => media::log_mel(&case, &mut report)?,
         "image_preprocess" => media::image_preprocess(&case, &mut report)?,
