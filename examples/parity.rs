@@ -171,6 +171,7 @@ mod tests {
         for file in [
             "config.json",
             "io.safetensors",
+            "portrait.png",
             "image_encoder/config.json",
             "image_encoder/model.fp16.safetensors",
         ] {
