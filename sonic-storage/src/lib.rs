@@ -1,4 +1,104 @@
 //! # sonic-storage
 //!
-//! Object storage for sonic jobs. (Work in progress: see the foundation issue.)
+//! Object storage for sonic jobs: the portrait and audio a job reads, the video it writes and the
+//! JSON manifest that records what happened, on a local directory, in memory, on S3 (AWS, MinIO,
+//! any S3-compatible server), Aliyun OSS, Google Cloud Storage or Azure Blob Storage. It is built
+//! on the [`object_store`] crate.
+//!
+//! ## Layers
+//!
+//! - [`ObjectStorage`]: the small trait a store implements (put a stream, get a stream, head,
+//!   list, delete, sign a URL). [`Bucket`] implements it on any [`object_store::ObjectStore`];
+//!   you can implement it yourself for anything else.
+//! - [`ObjectStorageExt`]: conveniences every store gets for free (upload bytes or a file,
+//!   download to bytes or a file, range reads).
+//! - [`Storage`]: the job-level API the pipeline uses: inputs and outputs (possibly in different
+//!   buckets), create-only outputs, manifests, signed links, listing a tenant's jobs, retention.
+//!
+//! ## Key layout
+//!
+//! ```text
+//! inputs/{tenant}/{job}/image.{ext}     the portrait
+//! inputs/{tenant}/{job}/audio.{ext}     the speech
+//! outputs/{tenant}/{job}/video.mp4      the result, written create-only
+//! outputs/{tenant}/{job}/manifest.json  the job record (JobManifest)
+//! ```
+//!
+//! Tenant and job ids are validated ([`TenantId`], [`JobId`]): no `/`, no `..`, no control
+//! characters, nothing empty, at most [`MAX_ID_LEN`] bytes.
+//!
+//! ## Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> sonic_storage::Result<()> {
+//! use sonic_storage::{InputKind, JobManifest, JobRef, Storage};
+//!
+//! let storage = Storage::open("memory://")?;
+//! let job = JobRef::parse("acme", "job-0001")?;
+//!
+//! storage.put_input(&job, InputKind::Image, "png", b"\x89PNG...".to_vec()).await?;
+//! let mut manifest = JobManifest::new(job.clone());
+//! storage.create_manifest(&manifest).await?; // claims the job: a second claim fails
+//!
+//! let video = storage.put_video(&job, b"....ftypisom".to_vec()).await?;
+//! manifest.outputs.push(video.record("video", storage.outputs().store_url()));
+//! manifest.mark_succeeded();
+//! storage.write_manifest(&manifest).await?;
+//!
+//! assert_eq!(storage.read_manifest(&job).await?, manifest);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Cargo features
+//!
+//! - `s3` (default): `s3://` and `oss://` stores.
+//! - `gcp`: `gs://` stores.
+//! - `azure`: `az://` stores.
+//!
+//! HTTP stores use `reqwest` with `rustls` on the `ring` crypto provider (no C toolchain for
+//! aws-lc). Building a store installs `ring` as the process-wide rustls provider unless another
+//! one is installed already.
+//!
+//! See `docs/storage.md` in the repository for configuration of a local directory, MinIO/S3 and
+//! Aliyun OSS, signed URLs, manifests and retention.
 #![warn(missing_docs)]
+
+mod body;
+mod bucket;
+mod config;
+mod content_type;
+mod error;
+mod ids;
+mod key;
+mod manifest;
+mod object;
+#[cfg(feature = "_http")]
+mod remote;
+mod retention;
+mod storage;
+mod store;
+
+pub use body::{Body, UploadStream};
+pub use bucket::Bucket;
+#[cfg(feature = "_http")]
+pub use config::TransportOptions;
+pub use config::{
+    Addressing, Credentials, DEFAULT_LOCAL_ROOT, MAX_PART_SIZE, MIN_PART_SIZE, S3Options,
+    StoreConfig, StoreLocation, UploadOptions,
+};
+pub use error::{IdKind, InvalidReason, Result, StorageError};
+pub use ids::{JobId, JobRef, MAX_ID_LEN, TenantId};
+pub use key::{InputKind, MAX_KEY_LEN, ObjectKey};
+pub use manifest::{JobFailure, JobManifest, JobStatus, MANIFEST_SCHEMA_VERSION, ObjectRecord};
+pub use object::{
+    Download, DownloadStream, ObjectInfo, PutOptions, Sha256Digest, SignedMethod, SignedUrl,
+    WriteMode,
+};
+pub use retention::{SweepOptions, SweepReport, sweep};
+pub use storage::Storage;
+pub use store::{ObjectStorage, ObjectStorageExt};
+
+/// The `object_store` crate this one is built on, re-exported so callers can name
+/// [`RetryConfig`](object_store::RetryConfig), [`ClientOptions`](object_store::ClientOptions) and
+/// custom stores without adding the dependency themselves.
+pub use object_store;

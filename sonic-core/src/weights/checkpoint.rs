@@ -195,13 +195,16 @@ fn detect_format(path: &Path) -> Result<CheckpointFormat, LoadError> {
     let mut head = [0u8; 9];
     let n = read_up_to(&mut file, &mut head).map_err(io)?;
     let head = &head[..n];
-    if head.starts_with(b"PK") || head.first() == Some(&0x80) {
-        // A zip archive (torch.save since 1.6) or a protocol-2+ pickle (legacy torch.save).
-        return Ok(CheckpointFormat::Pytorch);
-    }
+    // safetensors first: its 8-byte little-endian header length can start with 0x80 or "PK"
+    // (a header of 0x..80 or 0x4b50 bytes), which would otherwise read as a pickle or a zip.
+    // No torch.save output has `{` at byte 8 (zip: a version field; pickle: the magic number).
     if n == 9 && head[8] == b'{' {
         // safetensors: an 8-byte little-endian header length, then the JSON header.
         return Ok(CheckpointFormat::Safetensors);
+    }
+    if head.starts_with(b"PK") || head.first() == Some(&0x80) {
+        // A zip archive (torch.save since 1.6) or a protocol-2+ pickle (legacy torch.save).
+        return Ok(CheckpointFormat::Pytorch);
     }
     Err(LoadError::Format {
         file: path.to_path_buf(),

@@ -67,3 +67,10 @@ pub fn assert_case_passes(case: &str) -> ParityReport {
     assert!(report.passed(), "{report}");
     report
 }
+
+/// Reference data generated for this repository (see `fixtures/generated/README.md`).
+pub fn generated(case: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/generated")
+        .join(case)
+}

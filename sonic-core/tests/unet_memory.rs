@@ -1,0 +1,127 @@
+//! Peak host memory of loading `unet.pth`, counted by a global allocator (the CPU backend keeps
+//! tensors on the heap). One test function: the counter is process-wide, so nothing else may
+//! run beside it.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use burn::tensor::DType;
+use common::golden;
+use sonic_core::models::unet::{UNetConfig, load_unet};
+use sonic_core::weights::{Checkpoint, LoadOptions};
+
+struct Counting;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(size: usize) {
+    let now = CURRENT.fetch_add(size, Ordering::Relaxed) + size;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+            grew(new_size);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Peak heap growth (bytes) while `f` runs, above what was allocated when it started.
+fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let base = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let out = f();
+    (out, PEAK.load(Ordering::Relaxed) - base)
+}
+
+/// Loading streams the file: the heap peak is either the checkpoint's metadata being parsed
+/// (burn-store's pickle reader: about 12 KB per key, independent of the tensor sizes) or the
+/// loaded model plus a few tensors in flight; never the model plus the whole file. Checked on the
+/// fixture's `unet.pth` (the released file's 1492 keys, F32) loaded as f16, as Sonic runs the
+/// UNet: there the file is twice the model.
+#[test]
+fn loading_as_f16_holds_one_tensor_of_the_file_at_a_time() {
+    let path = golden("unet").join("unet.pth");
+    let config = UNetConfig::from_diffusers_file(golden("unet").join("unet/config.json")).unwrap();
+    let file = std::fs::metadata(&path).unwrap().len() as usize;
+
+    // Opening alone: names, shapes, dtypes and a reader per tensor, no tensor data.
+    let (checkpoint, open_peak) = peak_during(|| Checkpoint::open(&path).unwrap());
+    let retained = CURRENT.load(Ordering::Relaxed);
+    let largest = checkpoint
+        .keys()
+        .map(|k| checkpoint.shape(k).unwrap().iter().product::<usize>() * 4)
+        .max()
+        .unwrap();
+    drop(checkpoint);
+    let retained = retained - CURRENT.load(Ordering::Relaxed);
+    assert!(
+        open_peak < 12_000 * 1492 + (1 << 20),
+        "open peak {open_peak} B"
+    );
+
+    let ((model, report), peak) = peak_during(|| {
+        load_unet::<common::TestBackend>(
+            &config,
+            &path,
+            LoadOptions::with_dtype(DType::F16),
+            &Default::default(),
+        )
+        .unwrap()
+    });
+    let model_bytes = report.parameters * 2;
+    assert_eq!(report.stored_dtypes.get("F32"), Some(&1492));
+    assert_eq!(model.conv_in.weight.val().dtype(), DType::F16);
+    assert_eq!(
+        model.conv_out.bias.as_ref().unwrap().val().dtype(),
+        DType::F16
+    );
+    drop(model);
+
+    // The f32 tensors are the whole file but for the zip/pickle framing.
+    assert!(2 * model_bytes <= file && file < 2 * model_bytes + model_bytes / 5);
+    // Metadata, then model + four f32 copies of the largest tensor in flight (raw bytes,
+    // decoded values, f16 conversion, device copy), with 1 MiB of slack.
+    let streaming = (retained + model_bytes + 4 * largest).max(open_peak) + (1 << 20);
+    assert!(
+        peak <= streaming,
+        "peak {peak} B > {streaming} B (open {open_peak} B, model {model_bytes} B, largest \
+         tensor {largest} B)"
+    );
+    assert!(
+        peak < retained + model_bytes + file,
+        "peak {peak} B: the file is held beside the model"
+    );
+}
