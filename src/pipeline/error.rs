@@ -109,6 +109,9 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
+    /// The compute backend could not be used.
+    #[error(transparent)]
+    Backend(#[from] sonic_backends::BackendError),
     /// The computation panicked or its thread was lost (a bug; the message says where).
     #[error("internal error: {0}")]
     Internal(String),

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use burn::prelude::Backend;
-use burn::tensor::TensorData;
+use burn::tensor::{DType, TensorData};
+use sonic_backends::{BackendChoice, BackendFn};
 use sonic_core::media::face::{FaceDetector, SeetaFaceDetector};
 use sonic_core::media::video::VideoSummary;
 use sonic_storage::{
@@ -27,6 +28,11 @@ use super::params::GenerationParams;
 use super::progress::{CancellationToken, Progress, ProgressFn, Stage, StageClock};
 use super::render::{NamedBytes, RenderControl, RenderInputs, RenderOutput};
 use super::stages::StageObserver;
+use super::weights::WeightsLayout;
+
+/// Environment variable naming the weights folder of [`Pipeline::new`] (default
+/// `./checkpoints`, the folder Sonic's README uses).
+pub const WEIGHTS_ENV: &str = "SONIC_WEIGHTS";
 
 /// One job: which inputs (by job id) and how to generate.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,10 +122,7 @@ pub(crate) trait Engine: Send + Sync {
 /// per pipeline (renders saturate the device anyway).
 struct LockedModels<B: Backend>(Mutex<SonicModels<B>>);
 
-impl<B: Backend> Engine for LockedModels<B>
-where
-    SonicModels<B>: Send,
-{
+impl<B: Backend> Engine for LockedModels<B> {
     fn render(
         &self,
         params: &GenerationParams,
@@ -132,6 +135,21 @@ where
             .lock()
             .map_err(|_| PipelineError::Internal("an earlier render panicked".into()))?;
         models.render(params, inputs, sink, control)
+    }
+}
+
+/// Loads the models on the backend a [`BackendChoice`] picked, and erases its type.
+struct LoadModels<'a> {
+    layout: &'a WeightsLayout,
+}
+
+impl BackendFn for LoadModels<'_> {
+    type Output = Result<(Arc<dyn Engine>, String), PipelineError>;
+
+    fn run<B: Backend>(self, device: B::Device, dtype: DType) -> Self::Output {
+        let models = SonicModels::<B>::load(self.layout, dtype, &device)?;
+        let description = format!("{} {dtype:?}", B::name(&device));
+        Ok((Arc::new(LockedModels(Mutex::new(models))), description))
     }
 }
 
@@ -159,7 +177,8 @@ impl StageObserver for SharedStages {
 /// use sonic::storage::{JobRef, Storage};
 ///
 /// let store = Storage::open("./sonic-data")?;
-/// let pipeline = Pipeline::new(BackendChoice::auto()?, store)?; // weights: $SONIC_WEIGHTS or ./checkpoints
+/// // Weights from $SONIC_WEIGHTS or ./checkpoints (see `WeightsLayout::released`).
+/// let pipeline = Pipeline::new(BackendChoice::auto()?, store)?;
 /// let job = JobRequest::new(JobRef::parse("acme", "job-1")?, GenerationParams::default());
 /// let outcome = pipeline.generate(&job).await?;
 /// println!("{}", outcome.video.key);
@@ -186,6 +205,45 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
+    /// Loads the released checkpoints from `$SONIC_WEIGHTS` (default `./checkpoints`, laid out
+    /// as [`WeightsLayout::released`] describes) onto `backend`'s device and precision, with
+    /// `store` holding the jobs.
+    ///
+    /// Loading takes the weights' size in memory and some seconds; build one pipeline per
+    /// process and run every job through it. Jobs run one at a time per pipeline (the memory
+    /// estimate assumes it).
+    ///
+    /// # Errors
+    /// [`PipelineError::Weights`] for a missing file, [`PipelineError::Load`] for one that
+    /// does not load, [`PipelineError::Backend`] if the device cannot run.
+    pub fn new(backend: BackendChoice, store: Storage) -> Result<Self, PipelineError> {
+        let dir = std::env::var_os(WEIGHTS_ENV)
+            .map_or_else(|| PathBuf::from("checkpoints"), PathBuf::from);
+        Self::with_weights(backend, store, &WeightsLayout::released(dir))
+    }
+
+    /// [`Pipeline::new`] with the weights of `layout` (e.g. [`WeightsLayout::released`] of a
+    /// `--weights` folder, or [`WeightsLayout::demo`]).
+    ///
+    /// # Errors
+    /// As [`Pipeline::new`].
+    pub fn with_weights(
+        backend: BackendChoice,
+        store: Storage,
+        layout: &WeightsLayout,
+    ) -> Result<Self, PipelineError> {
+        let checkpoints = layout.checkpoint_files()?;
+        let (engine, description) = backend.run(LoadModels { layout })??;
+        Ok(Self {
+            engine,
+            storage: store,
+            checkpoints,
+            checksums: Arc::new(ChecksumCache::in_memory()),
+            detector: Arc::new(SeetaFaceDetector::bundled()?),
+            description: format!("{backend} ({description})"),
+        })
+    }
+
     /// A pipeline over models already loaded on a backend (see
     /// [`SonicModels::load`]), for callers that pick the backend type themselves.
     ///
@@ -195,10 +253,7 @@ impl Pipeline {
         models: SonicModels<B>,
         storage: Storage,
         checkpoints: Vec<(&'static str, PathBuf)>,
-    ) -> Result<Self, PipelineError>
-    where
-        SonicModels<B>: Send,
-    {
+    ) -> Result<Self, PipelineError> {
         let description = format!("{} {:?}", B::name(&models.device), models.dtype);
         Ok(Self {
             engine: Arc::new(LockedModels(Mutex::new(models))),
@@ -219,6 +274,12 @@ impl Pipeline {
     /// Caches checkpoint digests in the JSON file `path` too (so other processes reuse them).
     pub fn with_checksum_cache(mut self, path: impl Into<PathBuf>) -> Self {
         self.checksums = Arc::new(ChecksumCache::persistent(path));
+        self
+    }
+
+    /// The same loaded models over another store (cheap: the models are shared).
+    pub fn with_storage(mut self, storage: Storage) -> Self {
+        self.storage = storage;
         self
     }
 

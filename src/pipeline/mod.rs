@@ -30,7 +30,7 @@ mod weights;
 
 pub use error::PipelineError;
 pub use hashing::{ChecksumCache, hash_file};
-pub use job::{JobControl, JobOutcome, JobRequest, Pipeline};
+pub use job::{JobControl, JobOutcome, JobRequest, Pipeline, WEIGHTS_ENV};
 pub use memory::{JobShape, MemoryEstimate, estimate as estimate_memory, human_bytes};
 pub use models::{ModelConfigs, SonicModels};
 pub use params::{
