@@ -147,7 +147,7 @@ async fn a_job_writes_its_video_and_manifest_and_honours_seed_zero() {
     assert_eq!(outcome.summary.frames, 25);
 
     // Progress: every stage in order, the loop's single window, ETA at the end.
-    let progress = progress.lock().unwrap();
+    let progress = progress.lock().unwrap().clone();
     let mut stages: Vec<Stage> = progress.iter().map(|p| p.stage).collect();
     stages.dedup();
     assert_eq!(
@@ -332,7 +332,7 @@ async fn a_job_over_the_memory_budget_is_refused_before_step_one() {
     assert!(estimate.weights > 0 && estimate.clip_length > 0);
     assert!(err.to_string().contains("memory budget"), "{err}");
     // The models never ran.
-    let progress = progress.lock().unwrap();
+    let progress = progress.lock().unwrap().clone();
     assert!(progress.iter().all(|p| p.stage < Stage::EncodeImage));
     assert!(!video_exists(&pipeline, &job).await);
 
