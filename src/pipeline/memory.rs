@@ -14,7 +14,7 @@
 //!     level), plus one attention chunk (scores, exponent and weights: 3 x the chunk);
 //!   - *VAE decode chunk*: 3.2 x the largest activation of the decoder (`chunk` frames at the
 //!     widest (channels x pixels) level), the ratio measured on the CPU backend (docs/vae.md:
-//!     3.1 x) and checked in `tests/pipeline_memory.rs`;
+//!     3.1 x); `tests/pipeline_memory.rs` checks the whole estimate bounds measured peaks;
 //!   - *RIFE pair plus the decoded chunk it reads from*: 48 full-resolution planes and
 //!     8 x `c` planes at 1/4 resolution (f32), plus the chunk's frames twice (raw and in
 //!     `[0, 1]`);
@@ -86,7 +86,9 @@ impl MemoryEstimate {
     }
 }
 
-/// Estimates the peak memory of a job (see the [module docs](self) for the model).
+/// Estimates the peak memory of a job: `weights + clip-length data + the largest stage's
+/// activations` (UNet window, VAE decode chunk, RIFE pair, VAE encode, CLIP, Whisper).
+/// `docs/pipeline.md` ("Memory") describes each part and the measured numbers.
 ///
 /// `dtype` is the dtype of UNet, VAE and CLIP; Whisper, the adapters and RIFE count as f32.
 pub fn estimate(

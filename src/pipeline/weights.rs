@@ -87,8 +87,21 @@ pub struct WeightsLayout {
 }
 
 impl WeightsLayout {
-    /// The released checkpoints under `dir` (see the [module docs](self)). Nothing is read
-    /// until [`WeightsLayout::check`] or loading.
+    /// The released checkpoints under `dir`, the tree Sonic's README asks for:
+    ///
+    /// ```text
+    /// dir/
+    /// ├── Sonic/unet.pth, audio2token.pth, audio2bucket.pth        LeonJoe13/Sonic
+    /// ├── RIFE/flownet.pkl                                          LeonJoe13/Sonic
+    /// ├── stable-video-diffusion-img2vid-xt/                        stabilityai/stable-video-diffusion-img2vid-xt
+    /// │   ├── vae/config.json, diffusion_pytorch_model.fp16.safetensors
+    /// │   ├── image_encoder/config.json, model.fp16.safetensors
+    /// │   ├── unet/config.json          (the config only: the weights are Sonic's unet.pth)
+    /// │   └── scheduler/scheduler_config.json
+    /// └── whisper-tiny/config.json, model.safetensors               openai/whisper-tiny
+    /// ```
+    ///
+    /// Nothing is read until [`WeightsLayout::check`] or loading.
     pub fn released(dir: impl AsRef<Path>) -> Self {
         let dir = dir.as_ref();
         let svd = dir.join(SVD_DIR);
