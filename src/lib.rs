@@ -7,7 +7,12 @@
 //! - [`core`]: the model graph and the media edges ([`sonic_core`]).
 //! - [`storage`]: object storage for jobs ([`sonic_storage`]).
 //! - [`backends`]: compute backend selection ([`sonic_backends`]).
+//! - [`pipeline`]: the generation pipeline, [`Pipeline`] (`Pipeline::new(backend, store)`).
 #![warn(missing_docs)]
+
+pub mod pipeline;
+
+pub use pipeline::{GenerationParams, JobRequest, Pipeline, PipelineError};
 
 pub use sonic_backends as backends;
 pub use sonic_core as core;

@@ -1,0 +1,685 @@
+//! Generates a talking-head video from one portrait and one speech recording.
+//!
+//! ```text
+//! # No weights needed: tiny random weights on a bundled portrait and speech clip (noise out).
+//! cargo run --release --example generate -- --demo
+//!
+//! # The released checkpoints (layout in docs/pipeline.md), outputs in ./sonic-data.
+//! cargo run --release --example generate -- \
+//!     --image face.png --audio speech.wav --weights checkpoints --out video.mp4
+//!
+//! # Any store (file:///..., s3://bucket/prefix, oss://..., memory://), any device.
+//! cargo run --release --features cuda --example generate -- \
+//!     --image face.png --audio speech.wav --weights checkpoints \
+//!     --store s3://my-bucket/sonic --device cuda --dtype f16 --inference-steps 25 --seed 0
+//! ```
+//!
+//! The inputs are uploaded to the store under `inputs/{tenant}/{job}/`, the pipeline writes
+//! `outputs/{tenant}/{job}/video.mp4` and `manifest.json`; the example prints their keys and,
+//! when the store can sign URLs, a download URL valid for an hour. Every parameter of
+//! `GenerationParams` has a flag (`--help` lists them with Sonic's defaults).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use sonic::backends::BackendChoice;
+use sonic::pipeline::{
+    FaceSpec, GenerationParams, JobControl, JobOutcome, JobRequest, Pipeline, Progress, Stage,
+    WeightsLayout, human_bytes,
+};
+use sonic::storage::{InputKind, JobRef, ObjectStorageExt, Storage};
+
+/// The demo's portrait and speech (see `examples/assets/README.md`).
+const DEMO_PORTRAIT: &[u8] = include_bytes!("assets/portrait.png");
+const DEMO_SPEECH: &[u8] = include_bytes!("assets/speech.wav");
+/// The face box of the demo portrait (the `pipeline_e2e` fixture's fixed box).
+const DEMO_FACE: FaceSpec = FaceSpec::Box {
+    x: 18.6,
+    y: 12.3,
+    width: 27.2,
+    height: 33.9,
+};
+
+const NOISE_WARNING: &str = "The demo runs the tiny RANDOM weights of the test fixtures: the video is noise, \
+not a talking face. Download the released checkpoints (docs/pipeline.md) and pass --weights DIR for real output.";
+
+/// Generate a lip-synced talking-head video (Sonic) from a portrait and a speech recording.
+#[derive(Debug, Parser)]
+#[command(name = "generate", version)]
+struct Cli {
+    /// Run the whole pipeline with tiny random weights on a bundled portrait and speech clip
+    /// (no download needed; the video is noise).
+    #[arg(long, conflicts_with_all = ["image", "audio", "weights"])]
+    demo: bool,
+    /// The portrait (PNG, JPEG or WebP).
+    #[arg(long, required_unless_present = "demo")]
+    image: Option<PathBuf>,
+    /// The speech (WAV, MP3, FLAC, AAC/M4A or Ogg Vorbis).
+    #[arg(long, required_unless_present = "demo")]
+    audio: Option<PathBuf>,
+    /// The released checkpoints folder (layout in docs/pipeline.md).
+    #[arg(long, required_unless_present = "demo")]
+    weights: Option<PathBuf>,
+    /// Also copy the video to this local file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The object store for inputs and outputs: a folder, file:///..., s3://bucket/prefix,
+    /// oss://..., gs://..., memory://.
+    #[arg(long, default_value = "./sonic-data")]
+    store: String,
+    /// Tenant of the job (first segment of its keys).
+    #[arg(long, default_value = "local")]
+    tenant: String,
+    /// Job id (default: `job-<unix time in ms>`). A job that has a manifest is not run again.
+    #[arg(long)]
+    job: Option<String>,
+    /// Compute device: cpu, wgpu, wgpu:N, cuda, cuda:N or auto (the fastest one compiled in
+    /// and present).
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Precision of the large models: f32, f16 or bf16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    params: ParamArgs,
+}
+
+/// The generation parameters; unset flags keep the defaults (Sonic's, or the demo's).
+#[derive(Debug, Default, clap::Args)]
+struct ParamArgs {
+    /// Use at most this many seconds of the audio [default: all, at most 400].
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Short side of the model input in pixels, before rounding to multiples of 64 [default:
+    /// 512; demo: 64].
+    #[arg(long)]
+    min_resolution: Option<u32>,
+    /// Growth of the face box on every side before the square crop (with --crop) [default: 0.5].
+    #[arg(long)]
+    expand_ratio: Option<f64>,
+    /// Crop the picture to a square around the face first.
+    #[arg(long)]
+    crop: bool,
+    /// Denoising steps [default: 25].
+    #[arg(long)]
+    inference_steps: Option<usize>,
+    /// Scale of both motion buckets (head motion and expression) [default: 1.0].
+    #[arg(long)]
+    dynamic_scale: Option<f32>,
+    /// Extra scale of the head-motion bucket only (1.0 = Sonic) [default: 1.0].
+    #[arg(long)]
+    motion_scale: Option<f32>,
+    /// Seconds by which the mouth follows (+) or leads (-) the sound [default: 0].
+    #[arg(long, allow_negative_numbers = true)]
+    lip_sync_offset: Option<f64>,
+    /// Audio guidance scale [default: 7.5].
+    #[arg(long)]
+    audio_guidance: Option<f32>,
+    /// Image guidance scale [default: 2.0].
+    #[arg(long)]
+    image_guidance: Option<f32>,
+    /// Frames the window cut moves per denoising step [default: 7].
+    #[arg(long)]
+    shift_offset: Option<usize>,
+    /// Frames the VAE decodes at once [default: 8].
+    #[arg(long)]
+    decode_chunk_size: Option<usize>,
+    /// No RIFE frame interpolation (12.5 fps instead of 25).
+    #[arg(long)]
+    no_interpolation: bool,
+    /// Write the video at the picture's own size instead of the model's.
+    #[arg(long)]
+    keep_resolution: bool,
+    /// Frame rate of the written video [default: 25, or 12.5 without interpolation].
+    #[arg(long)]
+    fps: Option<f64>,
+    /// Seed of the initial noise (any u64, 0 included) [default: 72589].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Refuse the job before the first step if its estimated peak memory is above this
+    /// (bytes, or with a K/M/G/T suffix, powers of 1024: 12G).
+    #[arg(long, value_parser = parse_bytes)]
+    memory_budget: Option<u64>,
+    /// The face box `x,y,width,height` in pixels of the picture [default: detect; demo: the
+    /// sample's box].
+    #[arg(long, value_parser = parse_face_box, conflicts_with = "whole_frame")]
+    face_box: Option<FaceSpec>,
+    /// Use the whole picture as the face region instead of detecting a face.
+    #[arg(long)]
+    whole_frame: bool,
+}
+
+impl ParamArgs {
+    /// `base` with every flag that was given applied.
+    fn apply(&self, base: GenerationParams) -> GenerationParams {
+        let mut p = base;
+        macro_rules! set {
+            ($($field:ident),*) => {$(if let Some(v) = self.$field { p.$field = v; })*};
+        }
+        set!(
+            min_resolution,
+            expand_ratio,
+            inference_steps,
+            dynamic_scale,
+            motion_scale,
+            lip_sync_offset,
+            audio_guidance,
+            image_guidance,
+            shift_offset,
+            decode_chunk_size,
+            seed
+        );
+        if self.duration.is_some() {
+            p.duration = self.duration;
+        }
+        if self.fps.is_some() {
+            p.fps = self.fps;
+        }
+        if self.memory_budget.is_some() {
+            p.memory_budget = self.memory_budget;
+        }
+        p.crop |= self.crop;
+        p.keep_resolution |= self.keep_resolution;
+        if self.no_interpolation {
+            p.interpolation = false;
+        }
+        if let Some(face) = self.face_box {
+            p.face = face;
+        }
+        if self.whole_frame {
+            p.face = FaceSpec::WholeFrame;
+        }
+        p
+    }
+}
+
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, shift) = match text.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&text[..text.len() - 1], 10),
+        Some('M') => (&text[..text.len() - 1], 20),
+        Some('G') => (&text[..text.len() - 1], 30),
+        Some('T') => (&text[..text.len() - 1], 40),
+        _ => (text, 0),
+    };
+    let value: f64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (bytes, or a number with K/M/G/T)"))?;
+    if !(value.is_finite() && value >= 0.0) {
+        return Err(format!("`{text}` is not a size"));
+    }
+    Ok((value * (1u64 << shift) as f64) as u64)
+}
+
+fn parse_face_box(text: &str) -> Result<FaceSpec, String> {
+    let values: Vec<f64> = text
+        .split(',')
+        .map(|v| v.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("`{text}` is not `x,y,width,height`"))?;
+    let [x, y, width, height] = values[..] else {
+        return Err(format!("`{text}` is not `x,y,width,height` (four numbers)"));
+    };
+    Ok(FaceSpec::Box {
+        x,
+        y,
+        width,
+        height,
+    })
+}
+
+/// Everything the run needs, resolved from the command line.
+#[derive(Debug)]
+struct Plan {
+    layout: WeightsLayout,
+    backend: BackendChoice,
+    image: Input,
+    audio: Input,
+    params: GenerationParams,
+    job: JobRef,
+}
+
+/// One input file: its bytes and extension.
+#[derive(Debug)]
+struct Input {
+    bytes: Vec<u8>,
+    ext: String,
+}
+
+impl Input {
+    fn read(path: &Path) -> Result<Self, String> {
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .ok_or_else(|| format!("{} has no extension (png, wav ...)", path.display()))?;
+        Ok(Self { bytes, ext })
+    }
+}
+
+impl Cli {
+    /// The demo's parameters: the fixture's size and face box, Sonic's settings otherwise.
+    fn base_params(&self) -> GenerationParams {
+        if self.demo {
+            GenerationParams {
+                min_resolution: 64,
+                face: DEMO_FACE,
+                ..GenerationParams::default()
+            }
+        } else {
+            GenerationParams::default()
+        }
+    }
+
+    fn plan(&self) -> Result<Plan, String> {
+        let params = self.params.apply(self.base_params());
+        params.validate().map_err(|e| e.to_string())?;
+        let backend = BackendChoice::parse(&self.device, &self.dtype).map_err(|e| e.to_string())?;
+        let job_id = self.job.clone().unwrap_or_else(|| {
+            let ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis();
+            format!("job-{ms}")
+        });
+        let job = JobRef::parse(&self.tenant, &job_id).map_err(|e| e.to_string())?;
+        let (layout, image, audio) = if self.demo {
+            let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden");
+            let layout = WeightsLayout::demo(golden).map_err(|e| e.to_string())?;
+            let image = Input {
+                bytes: DEMO_PORTRAIT.to_vec(),
+                ext: "png".into(),
+            };
+            let audio = Input {
+                bytes: DEMO_SPEECH.to_vec(),
+                ext: "wav".into(),
+            };
+            (layout, image, audio)
+        } else {
+            // clap enforces these without --demo.
+            let [Some(image), Some(audio), Some(weights)] =
+                [&self.image, &self.audio, &self.weights]
+            else {
+                return Err("--image, --audio and --weights are required without --demo".into());
+            };
+            let layout = WeightsLayout::released(weights);
+            layout.check().map_err(|e| e.to_string())?;
+            (layout, Input::read(image)?, Input::read(audio)?)
+        };
+        Ok(Plan {
+            layout,
+            backend,
+            image,
+            audio,
+            params,
+            job,
+        })
+    }
+}
+
+/// A progress bar per stage, fed by the pipeline's progress reports.
+fn progress_bar(quiet: bool) -> (ProgressBar, JobControl) {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(1)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {prefix:>12} [{bar:30}] {pos}/{len} {msg} ({elapsed})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let sink = bar.clone();
+    let control = JobControl::default().with_progress(move |p: &Progress| {
+        if sink.prefix() != p.stage.name() {
+            sink.set_prefix(p.stage.name());
+            sink.reset_elapsed();
+        }
+        sink.set_length(p.total.max(1));
+        sink.set_position(p.done);
+        sink.set_message(describe(p));
+    });
+    (bar, control)
+}
+
+fn describe(p: &Progress) -> String {
+    let mut text = String::new();
+    if p.stage == Stage::Denoise
+        && let (Some(step), Some(window)) = (p.step, p.window)
+    {
+        text = format!(
+            "step {}/{} window {}/{}",
+            step + 1,
+            p.num_steps,
+            window + 1,
+            p.windows_per_step
+        );
+    } else if p.stage == Stage::Decode {
+        text = "frames".into();
+    }
+    if let Some(eta) = p.eta {
+        text.push_str(&format!(" eta {:.0}s", eta.as_secs_f64().ceil()));
+    }
+    text
+}
+
+/// Runs the command line's job; returns the pipeline (for its store) and the outcome.
+async fn run(cli: Cli) -> Result<(Pipeline, JobOutcome), String> {
+    let plan = cli.plan()?;
+    if cli.demo {
+        eprintln!("note: {NOISE_WARNING}");
+    }
+    let store = Storage::open(&cli.store).map_err(|e| e.to_string())?;
+    eprintln!("loading the models on {} ...", plan.backend);
+    let layout = plan.layout.clone();
+    let backend = plan.backend;
+    let pipeline =
+        tokio::task::spawn_blocking(move || Pipeline::with_weights(backend, store, &layout))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot load the models: {e}"))?;
+
+    let storage = pipeline.storage();
+    for (kind, input) in [
+        (InputKind::Image, &plan.image),
+        (InputKind::Audio, &plan.audio),
+    ] {
+        storage
+            .put_input(&plan.job, kind, &input.ext, input.bytes.clone())
+            .await
+            .map_err(|e| format!("cannot upload the {kind} input: {e}"))?;
+    }
+
+    let (bar, control) = progress_bar(cli.quiet);
+    let result = pipeline
+        .generate_with(&JobRequest::new(plan.job.clone(), plan.params), control)
+        .await;
+    bar.finish_and_clear();
+    let outcome = result.map_err(|e| {
+        let mut text = format!("generation failed: {e}");
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            text.push_str(&format!("\n  caused by: {cause}"));
+            source = cause.source();
+        }
+        text.push_str(&format!(
+            "\n(the failure is recorded in {})",
+            plan.job.manifest_key()
+        ));
+        text
+    })?;
+    report(&pipeline, &plan.job, &outcome, cli.out.as_deref()).await?;
+    if cli.demo {
+        eprintln!("note: {NOISE_WARNING}");
+    }
+    Ok((pipeline, outcome))
+}
+
+async fn report(
+    pipeline: &Pipeline,
+    job: &JobRef,
+    outcome: &JobOutcome,
+    out: Option<&Path>,
+) -> Result<(), String> {
+    let storage = pipeline.storage();
+    let summary = &outcome.summary;
+    println!("store:    {}", storage.outputs().store_url());
+    println!(
+        "video:    {} ({} frames, {}x{}, {:.2} s, {})",
+        outcome.video.key,
+        summary.frames,
+        summary.width,
+        summary.height,
+        summary.duration_secs,
+        human_bytes(summary.bytes)
+    );
+    println!("manifest: {}", job.manifest_key());
+    println!(
+        "memory:   estimated peak {} (largest stage: {})",
+        human_bytes(outcome.estimate.total),
+        outcome.estimate.peak_stage
+    );
+    // Stores that cannot sign (a local folder, memory) answer NotSupported: print nothing.
+    if let Ok(signed) = storage.sign_video(job, Duration::from_secs(3600)).await {
+        println!("url:      {} (valid 1 h)", signed.url);
+    }
+    if let Some(out) = out {
+        let bytes = storage
+            .outputs()
+            .get_bytes(&outcome.video.key)
+            .await
+            .map_err(|e| e.to_string())?;
+        std::fs::write(out, &bytes).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+        println!("copied:   {}", out.display());
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("generate").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn demo_needs_no_inputs_and_uses_the_fixture_size() {
+        let cli = parse(&["--demo"]).unwrap();
+        assert_eq!(cli.store, "./sonic-data");
+        let plan = cli.plan().unwrap();
+        assert_eq!(plan.params.min_resolution, 64);
+        assert_eq!(plan.params.face, DEMO_FACE);
+        assert_eq!(plan.params.seed, GenerationParams::default().seed);
+        assert_eq!(plan.image.ext, "png");
+        assert_eq!(&plan.audio.bytes[..4], b"RIFF");
+        assert!(plan.layout.unet.exists());
+        assert_eq!(plan.job.to_string().split('/').next(), Some("local"));
+        // Demo flags can still be overridden.
+        let plan = parse(&["--demo", "--inference-steps", "3", "--whole-frame"])
+            .unwrap()
+            .plan()
+            .unwrap();
+        assert_eq!(plan.params.inference_steps, 3);
+        assert_eq!(plan.params.face, FaceSpec::WholeFrame);
+    }
+
+    #[test]
+    fn inputs_are_required_without_demo() {
+        for args in [
+            &["--image", "a.png", "--audio", "b.wav"][..],
+            &["--image", "a.png", "--weights", "w"],
+            &["--audio", "b.wav", "--weights", "w"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        }
+        let err = parse(&["--demo", "--image", "a.png"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn every_parameter_has_a_flag() {
+        let cli = parse(&[
+            "--image",
+            "a.png",
+            "--audio",
+            "b.wav",
+            "--weights",
+            "w",
+            "--duration",
+            "12.5",
+            "--min-resolution",
+            "256",
+            "--expand-ratio",
+            "0.25",
+            "--crop",
+            "--inference-steps",
+            "10",
+            "--dynamic-scale",
+            "1.5",
+            "--motion-scale",
+            "0.5",
+            "--lip-sync-offset",
+            "-0.08",
+            "--audio-guidance",
+            "5",
+            "--image-guidance",
+            "1.5",
+            "--shift-offset",
+            "3",
+            "--decode-chunk-size",
+            "4",
+            "--no-interpolation",
+            "--keep-resolution",
+            "--fps",
+            "30",
+            "--seed",
+            "0",
+            "--memory-budget",
+            "1.5G",
+            "--face-box",
+            "10,20,30,40",
+        ])
+        .unwrap();
+        assert!(!cli.demo);
+        let params = cli.params.apply(cli.base_params());
+        let expected = GenerationParams {
+            duration: Some(12.5),
+            min_resolution: 256,
+            expand_ratio: 0.25,
+            crop: true,
+            inference_steps: 10,
+            dynamic_scale: 1.5,
+            motion_scale: 0.5,
+            lip_sync_offset: -0.08,
+            audio_guidance: 5.0,
+            image_guidance: 1.5,
+            shift_offset: 3,
+            decode_chunk_size: 4,
+            interpolation: false,
+            keep_resolution: true,
+            fps: Some(30.0),
+            seed: 0,
+            memory_budget: Some(3 << 29),
+            face: FaceSpec::Box {
+                x: 10.0,
+                y: 20.0,
+                width: 30.0,
+                height: 40.0,
+            },
+        };
+        assert_eq!(params, expected);
+        // Nothing given: Sonic's defaults.
+        let cli = parse(&["--image", "a.png", "--audio", "b.wav", "--weights", "w"]).unwrap();
+        assert_eq!(
+            cli.params.apply(cli.base_params()),
+            GenerationParams::default()
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_before_loading() {
+        // Out of range: refused by the parameters' own check, naming the parameter.
+        let err = parse(&["--demo", "--inference-steps", "0"])
+            .unwrap()
+            .plan()
+            .unwrap_err();
+        assert!(err.contains("inference_steps"), "{err}");
+        let err = parse(&["--demo", "--device", "tpu"])
+            .unwrap()
+            .plan()
+            .unwrap_err();
+        assert!(err.contains("tpu"), "{err}");
+        let err = parse(&["--demo", "--dtype", "f8"])
+            .unwrap()
+            .plan()
+            .unwrap_err();
+        assert!(err.contains("f8"), "{err}");
+        let err = parse(&["--demo", "--job", "../x"])
+            .unwrap()
+            .plan()
+            .unwrap_err();
+        assert!(err.contains("../x"), "{err}");
+        // Not a number: refused by clap.
+        assert!(parse(&["--demo", "--seed", "-1"]).is_err());
+        assert!(parse(&["--demo", "--face-box", "1,2,3"]).is_err());
+        assert!(parse(&["--demo", "--face-box", "1,2,3", "--whole-frame"]).is_err());
+        // Missing weights are named before any upload.
+        let err = parse(&[
+            "--image",
+            "a.png",
+            "--audio",
+            "b.wav",
+            "--weights",
+            "/nonexistent",
+        ])
+        .unwrap()
+        .plan()
+        .unwrap_err();
+        assert!(err.contains("unet.pth"), "{err}");
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("512M"), Ok(512 << 20));
+        assert_eq!(parse_bytes("12g"), Ok(12 << 30));
+        assert_eq!(parse_bytes("2K"), Ok(2048));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("-1G").is_err());
+    }
+
+    /// The whole demo path (upload, render, upload, report, copy) with 2 steps in memory.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_demo_writes_a_video_and_its_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("demo.mp4");
+        let out_arg = out.to_str().unwrap();
+        let args = [
+            "--demo",
+            "--store",
+            "memory://",
+            "--quiet",
+            "--inference-steps",
+            "2",
+        ];
+        let cli = parse(&[&args[..], &["--job", "demo", "--out", out_arg]].concat()).unwrap();
+        let (pipeline, outcome) = run(cli).await.unwrap();
+        // 2.66 s of speech: 33 generated frames, 65 after RIFE, 67 to cover the audio at 25 fps.
+        assert_eq!(outcome.summary.frames, 67);
+        assert_eq!((outcome.summary.width, outcome.summary.height), (64, 64));
+        assert!(outcome.summary.audio_frames > 0);
+        let job = JobRef::parse("local", "demo").unwrap();
+        let manifest = pipeline.storage().read_manifest(&job).await.unwrap();
+        assert_eq!(manifest.status, sonic::storage::JobStatus::Succeeded);
+        assert_eq!(manifest.seed, Some(72589));
+        let video = std::fs::read(&out).unwrap();
+        assert_eq!(video.len() as u64, outcome.summary.bytes);
+        assert_eq!(&video[4..8], b"ftyp");
+    }
+}

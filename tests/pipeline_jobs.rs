@@ -1,0 +1,360 @@
+//! Jobs through `Pipeline` and object storage with the tiny fixture models: outputs and
+//! manifest of a finished job, seed 0, no face, out-of-range parameters, cancellation, the
+//! memory budget, create-only claims. Short audio and one step keep it quick.
+
+mod common;
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use burn::tensor::DType;
+use common::{FACE_BOX, demo_layout, grey_picture, long_speech, portrait, values};
+use sonic::backends::BackendChoice;
+use sonic::pipeline::{
+    CancellationToken, FaceSpec, GenerationParams, JobControl, JobRequest, Pipeline, PipelineError,
+    Progress, Stage, StageRecorder,
+};
+use sonic::storage::{InputKind, JobRef, JobStatus, ObjectStorageExt, Storage, StorageError};
+use sonic_core::sampler::seeded_noise;
+
+/// The tiny models, loaded once; each test gets its own in-memory store.
+fn pipeline() -> Pipeline {
+    static PIPELINE: OnceLock<Pipeline> = OnceLock::new();
+    PIPELINE
+        .get_or_init(|| {
+            let cpu = BackendChoice::parse("cpu", "f32").unwrap();
+            Pipeline::with_weights(cpu, Storage::open("memory://").unwrap(), &demo_layout())
+                .unwrap()
+        })
+        .clone()
+        .with_storage(Storage::open("memory://").unwrap())
+}
+
+/// 1 s of speech: 12 frames, one window per step.
+fn quick_params() -> GenerationParams {
+    GenerationParams {
+        min_resolution: 64,
+        inference_steps: 1,
+        face: FACE_BOX,
+        ..GenerationParams::default()
+    }
+}
+
+async fn upload(pipeline: &Pipeline, job: &JobRef, picture: sonic::pipeline::NamedBytes) {
+    let storage = pipeline.storage();
+    storage
+        .put_input(job, InputKind::Image, "png", picture.bytes.to_vec())
+        .await
+        .unwrap();
+    storage
+        .put_input(
+            job,
+            InputKind::Audio,
+            "wav",
+            long_speech(1.0).bytes.to_vec(),
+        )
+        .await
+        .unwrap();
+}
+
+fn recorded_progress() -> (JobControl, Arc<Mutex<Vec<Progress>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let control = JobControl::default().with_progress(move |p| sink.lock().unwrap().push(*p));
+    (control, seen)
+}
+
+async fn video_exists(pipeline: &Pipeline, job: &JobRef) -> bool {
+    pipeline
+        .storage()
+        .outputs()
+        .exists(&job.video_key())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_writes_its_video_and_manifest_and_honours_seed_zero() {
+    let pipeline = pipeline();
+    let job = JobRef::parse("acme", "seed-zero").unwrap();
+    upload(&pipeline, &job, portrait()).await;
+    let params = GenerationParams {
+        seed: 0,
+        ..quick_params()
+    };
+    let recorder = Arc::new(Mutex::new(StageRecorder::only(["latent_noise"])));
+    let (control, progress) = recorded_progress();
+    let outcome = pipeline
+        .generate_with(
+            &JobRequest::new(job.clone(), params),
+            control.with_stages(recorder.clone()),
+        )
+        .await
+        .unwrap();
+
+    // Seed 0 is used (not replaced by a default) and recorded.
+    let noise = recorder.lock().unwrap().get("latent_noise")[0].clone();
+    let shape: [usize; 5] = noise.shape.to_vec().try_into().unwrap();
+    assert_eq!(shape, [1, 12, 4, 8, 8]);
+    let device = Default::default();
+    let seed0 = seeded_noise::<common::B, 5>(0, shape, DType::F32, &device).into_data();
+    let seed1 = seeded_noise::<common::B, 5>(1, shape, DType::F32, &device).into_data();
+    assert_eq!(values(&noise), values(&seed0));
+    assert_ne!(values(&noise), values(&seed1));
+    let stored = pipeline.storage().read_manifest(&job).await.unwrap();
+    assert_eq!(stored.seed, Some(0));
+    assert_eq!(stored.parameters["seed"], 0);
+    assert_eq!(stored, outcome.manifest);
+
+    // Outputs, inputs, checkpoints and timings are recorded.
+    assert_eq!(stored.status, JobStatus::Succeeded);
+    assert_eq!(stored.outputs.len(), 1);
+    assert_eq!(stored.outputs[0].key, job.video_key());
+    assert!(stored.outputs[0].sha256.is_some());
+    assert_eq!(stored.inputs.len(), 2);
+    assert!(stored.inputs.iter().all(|r| r.sha256.is_some()));
+    let names: Vec<&str> = stored.checkpoints.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "audio2bucket",
+            "audio2token",
+            "image_encoder",
+            "rife",
+            "unet",
+            "vae",
+            "whisper"
+        ]
+    );
+    for stage in [
+        "download",
+        "checksums",
+        "preprocess",
+        "denoise",
+        "vae_decode",
+        "upload",
+    ] {
+        assert!(stored.timings.contains_key(stage), "no timing for {stage}");
+    }
+    let video = pipeline
+        .storage()
+        .outputs()
+        .get_bytes(&job.video_key())
+        .await
+        .unwrap();
+    assert_eq!(video.len() as u64, outcome.summary.bytes);
+    assert_eq!(&video[4..8], b"ftyp");
+    // 1 s of audio: 23 frames after RIFE, 25 to cover the second.
+    assert_eq!(outcome.summary.frames, 25);
+
+    // Progress: every stage in order, the loop's single window, ETA at the end.
+    let progress = progress.lock().unwrap().clone();
+    let mut stages: Vec<Stage> = progress.iter().map(|p| p.stage).collect();
+    stages.dedup();
+    assert_eq!(
+        stages,
+        [
+            Stage::Download,
+            Stage::Checksums,
+            Stage::Preprocess,
+            Stage::EncodeImage,
+            Stage::EncodeAudio,
+            Stage::Denoise,
+            Stage::Decode,
+            Stage::Upload
+        ]
+    );
+    let last_window = progress
+        .iter()
+        .rfind(|p| p.stage == Stage::Denoise)
+        .unwrap();
+    assert_eq!(
+        (
+            last_window.step,
+            last_window.window,
+            last_window.done,
+            last_window.total
+        ),
+        (Some(0), Some(0), 1, 1)
+    );
+    assert_eq!(last_window.eta, Some(std::time::Duration::ZERO));
+
+    // The job is claimed: running it again is refused and changes nothing.
+    let again = pipeline
+        .generate(&JobRequest::new(job.clone(), quick_params()))
+        .await;
+    assert!(matches!(
+        again,
+        Err(PipelineError::Storage(StorageError::AlreadyExists { .. }))
+    ));
+    assert_eq!(
+        pipeline.storage().read_manifest(&job).await.unwrap(),
+        stored
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_face_is_a_typed_error_recorded_in_the_manifest() {
+    let pipeline = pipeline();
+    let job = JobRef::parse("acme", "no-face").unwrap();
+    upload(&pipeline, &job, grey_picture(64, 64)).await;
+    let params = GenerationParams {
+        face: FaceSpec::Detect,
+        ..quick_params()
+    };
+    let err = pipeline
+        .generate(&JobRequest::new(job.clone(), params))
+        .await
+        .unwrap_err();
+    let PipelineError::NoFaceDetected { name } = &err else {
+        panic!("expected NoFaceDetected, got {err}")
+    };
+    assert_eq!(name, "inputs/acme/no-face/image.png");
+    assert!(!video_exists(&pipeline, &job).await);
+    let manifest = pipeline.storage().read_manifest(&job).await.unwrap();
+    assert_eq!(manifest.status, JobStatus::Failed);
+    assert!(manifest.error.unwrap().message.contains("no face detected"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_parameters_are_refused_before_any_work() {
+    let pipeline = pipeline();
+    for (params, name) in [
+        (
+            GenerationParams {
+                inference_steps: 0,
+                ..quick_params()
+            },
+            "inference_steps",
+        ),
+        (
+            GenerationParams {
+                audio_guidance: f32::INFINITY,
+                ..quick_params()
+            },
+            "audio_guidance",
+        ),
+        (
+            GenerationParams {
+                min_resolution: 32,
+                ..quick_params()
+            },
+            "min_resolution",
+        ),
+    ] {
+        let job = JobRef::parse("acme", &format!("bad-{name}")).unwrap();
+        upload(&pipeline, &job, portrait()).await;
+        let (control, progress) = recorded_progress();
+        let err = pipeline
+            .generate_with(&JobRequest::new(job.clone(), params), control)
+            .await
+            .unwrap_err();
+        match &err {
+            PipelineError::InvalidParameter(sonic::pipeline::ParamError::OutOfRange {
+                parameter,
+                ..
+            }) => assert_eq!(*parameter, name),
+            other => panic!("{name}: {other}"),
+        }
+        // Not even the inputs were read.
+        assert!(progress.lock().unwrap().is_empty(), "{name}");
+        assert!(!video_exists(&pipeline, &job).await);
+        let manifest = pipeline.storage().read_manifest(&job).await.unwrap();
+        assert_eq!(manifest.status, JobStatus::Failed);
+        assert!(manifest.error.unwrap().message.contains(name));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_leaves_no_video_object() {
+    let pipeline = pipeline();
+    let job = JobRef::parse("acme", "cancelled").unwrap();
+    upload(&pipeline, &job, portrait()).await;
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    let denoising = Arc::new(Mutex::new(0usize));
+    let seen = denoising.clone();
+    // Cancel as soon as the loop starts: the first window is refused.
+    let control = JobControl::default()
+        .with_cancel(token)
+        .with_progress(move |p| {
+            if p.stage == Stage::Denoise {
+                *seen.lock().unwrap() += 1;
+                cancel.cancel();
+            }
+        });
+    let err = pipeline
+        .generate_with(&JobRequest::new(job.clone(), quick_params()), control)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PipelineError::Cancelled {
+                stage: Stage::Denoise
+            }
+        ),
+        "{err}"
+    );
+    // Only the loop's start was reported: no window ran.
+    assert_eq!(*denoising.lock().unwrap(), 1);
+    assert!(!video_exists(&pipeline, &job).await);
+    let outputs = pipeline
+        .storage()
+        .outputs()
+        .list_all(Some(&job.output_prefix()))
+        .await
+        .unwrap();
+    assert_eq!(outputs.len(), 1, "only the manifest: {outputs:?}");
+    let manifest = pipeline.storage().read_manifest(&job).await.unwrap();
+    assert_eq!(manifest.status, JobStatus::Failed);
+    assert!(manifest.error.unwrap().message.contains("cancelled"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_over_the_memory_budget_is_refused_before_step_one() {
+    let pipeline = pipeline();
+    let job = JobRef::parse("acme", "too-big").unwrap();
+    upload(&pipeline, &job, portrait()).await;
+    let params = GenerationParams {
+        memory_budget: Some(1 << 20),
+        ..quick_params()
+    };
+    let (control, progress) = recorded_progress();
+    let err = pipeline
+        .generate_with(&JobRequest::new(job.clone(), params), control)
+        .await
+        .unwrap_err();
+    let PipelineError::MemoryBudget { estimate, budget } = &err else {
+        panic!("expected MemoryBudget, got {err}")
+    };
+    assert_eq!(*budget, 1 << 20);
+    assert!(estimate.total > *budget);
+    assert!(estimate.weights > 0 && estimate.clip_length > 0);
+    assert!(err.to_string().contains("memory budget"), "{err}");
+    // The models never ran.
+    let progress = progress.lock().unwrap().clone();
+    assert!(progress.iter().all(|p| p.stage < Stage::EncodeImage));
+    assert!(!video_exists(&pipeline, &job).await);
+
+    // The same job within a budget above the estimate runs.
+    let job = JobRef::parse("acme", "fits").unwrap();
+    upload(&pipeline, &job, portrait()).await;
+    let params = GenerationParams {
+        memory_budget: Some(estimate.total + (1 << 20)),
+        ..quick_params()
+    };
+    pipeline
+        .generate(&JobRequest::new(job.clone(), params))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn missing_weights_name_the_file() {
+    let cpu = BackendChoice::parse("cpu", "f32").unwrap();
+    let layout = sonic::pipeline::WeightsLayout::released("/nonexistent/checkpoints");
+    let err =
+        Pipeline::with_weights(cpu, Storage::open("memory://").unwrap(), &layout).unwrap_err();
+    assert!(matches!(err, PipelineError::Weights(_)), "{err}");
+    assert!(err.to_string().contains("Sonic/unet.pth"), "{err}");
+}
