@@ -24,7 +24,8 @@ use burn::tensor::DType;
 use sonic::backends::{BackendChoice, BackendFn, Device, Precision};
 use sonic::core::parity::{ParityOptions, components, run_case};
 
-const USAGE: &str = "usage: parity <case dir>... [--device cpu|wgpu[:N]|cuda[:N]|auto] [--dtype f32|f16|bf16]";
+const USAGE: &str =
+    "usage: parity <case dir>... [--device cpu|wgpu[:N]|cuda[:N]|auto] [--dtype f32|f16|bf16]";
 
 #[derive(Debug, PartialEq)]
 struct Args {
@@ -145,8 +146,9 @@ fn run(args: impl IntoIterator<Item = String>) -> Outcome {
     };
     let choice = match args.device {
         Some(device) => BackendChoice::new(device, args.precision),
-        None => BackendChoice::auto()
-            .and_then(|auto| BackendChoice::new(auto.device(), args.precision)),
+        None => {
+            BackendChoice::auto().and_then(|auto| BackendChoice::new(auto.device(), args.precision))
+        }
     };
     match choice.and_then(|choice| choice.run(RunAll(&args))) {
         Ok(outcome) => outcome,
@@ -180,12 +182,22 @@ mod tests {
         let parse = |args: &[&str]| parse_args(args.iter().map(|a| a.to_string()));
         let args = parse(&["a", "--device", "cpu", "b"]).unwrap();
         assert_eq!(args.cases, [PathBuf::from("a"), PathBuf::from("b")]);
-        assert_eq!((args.device, args.precision), (Some(Device::Cpu), Precision::F32));
+        assert_eq!(
+            (args.device, args.precision),
+            (Some(Device::Cpu), Precision::F32)
+        );
         assert_eq!(args.options(), ParityOptions::for_dtype(DType::F32));
         let args = parse(&["a", "--device", "wgpu:1", "--dtype", "bf16"]).unwrap();
-        assert_eq!((args.device, args.precision), (Some(Device::Wgpu(Some(1))), Precision::Bf16));
+        assert_eq!(
+            (args.device, args.precision),
+            (Some(Device::Wgpu(Some(1))), Precision::Bf16)
+        );
         assert_eq!(parse(&["a", "--device", "auto"]).unwrap().device, None);
-        assert!(parse(&["a", "--device", "tpu"]).unwrap_err().contains("`tpu`"));
+        assert!(
+            parse(&["a", "--device", "tpu"])
+                .unwrap_err()
+                .contains("`tpu`")
+        );
         assert!(parse(&["a", "--dtype", "f8"]).unwrap_err().contains("`f8`"));
         assert!(parse(&["--device"]).is_err());
         assert!(parse(&["a", "--dtype"]).is_err());
