@@ -3,8 +3,14 @@
 //! every output tensor.
 //!
 //! ```sh
-//! cargo run --release --example parity -- fixtures/golden/whisper_encoder [more case dirs] [--device cpu]
+//! cargo run --release --example parity -- fixtures/golden/whisper_encoder [more case dirs] [--device cpu] [--dtype f32]
+//! cargo run --release --features wgpu --example parity -- fixtures/golden/* --device wgpu --dtype f16
 //! ```
+//!
+//! `--device` takes `cpu` (default), `wgpu`, `wgpu:N`, `cuda`, `cuda:N` or `auto`; the backend
+//! must be compiled in (`--features wgpu` / `cuda`). `--dtype` takes `f32` (default), `f16` or
+//! `bf16`: weights and inputs are converted to it and the tolerances scaled by
+//! [`sonic::core::parity::tolerance_scale`].
 //!
 //! Exit status: 0 when every tensor of every case is within tolerance, 1 when a tensor is not,
 //! 2 when a case cannot run (unknown component, unreadable files, weights that do not load) or
@@ -14,34 +20,44 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use burn::prelude::Backend;
+use burn::tensor::DType;
+use sonic::backends::{BackendChoice, BackendFn, Device, Precision};
 use sonic::core::parity::{ParityOptions, components, run_case};
 
-const USAGE: &str = "usage: parity <case dir>... [--device cpu]";
-
-/// Where the cases run. One variant per backend; `cpu` is burn's Flex backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DeviceArg {
-    Cpu,
-}
+const USAGE: &str = "usage: parity <case dir>... [--device cpu|wgpu[:N]|cuda[:N]|auto] [--dtype f32|f16|bf16]";
 
 #[derive(Debug, PartialEq)]
 struct Args {
     cases: Vec<PathBuf>,
-    device: DeviceArg,
-    options: ParityOptions,
+    /// `None`: `auto`, the fastest device present.
+    device: Option<Device>,
+    precision: Precision,
+}
+
+impl Args {
+    fn options(&self) -> ParityOptions {
+        ParityOptions::for_dtype(self.precision.dtype())
+    }
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
     let mut cases = Vec::new();
-    let mut device = DeviceArg::Cpu;
+    let mut device = Some(Device::Cpu);
+    let mut precision = Precision::F32;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--device" => {
                 device = match args.next().as_deref() {
-                    Some("cpu") => DeviceArg::Cpu,
-                    Some(other) => return Err(format!("unknown device `{other}` (known: cpu)")),
+                    Some("auto") => None,
+                    Some(text) => Some(text.parse().map_err(|e| format!("{e}"))?),
                     None => return Err("--device needs a value".into()),
+                }
+            }
+            "--dtype" => {
+                precision = match args.next() {
+                    Some(text) => text.parse().map_err(|e| format!("{e}"))?,
+                    None => return Err("--dtype needs a value".into()),
                 }
             }
             "-h" | "--help" => return Err(String::new()),
@@ -55,7 +71,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
     Ok(Args {
         cases,
         device,
-        options: ParityOptions::default(),
+        precision,
     })
 }
 
@@ -80,7 +96,7 @@ impl Outcome {
 fn run_all<B: Backend>(args: &Args, device: &B::Device) -> Outcome {
     let mut outcome = Outcome::Passed;
     for dir in &args.cases {
-        let this = match run_case::<B>(dir, device, &args.options) {
+        let this = match run_case::<B>(dir, device, &args.options()) {
             Ok(report) => {
                 print!("{report}");
                 if report.passed() {
@@ -105,6 +121,17 @@ fn run_all<B: Backend>(args: &Args, device: &B::Device) -> Outcome {
     outcome
 }
 
+/// [`run_all`] on the backend a [`BackendChoice`] picked at run time.
+struct RunAll<'a>(&'a Args);
+
+impl BackendFn for RunAll<'_> {
+    type Output = Outcome;
+
+    fn run<B: Backend>(self, device: B::Device, _dtype: DType) -> Outcome {
+        run_all::<B>(self.0, &device)
+    }
+}
+
 fn run(args: impl IntoIterator<Item = String>) -> Outcome {
     let args = match parse_args(args) {
         Ok(args) => args,
@@ -116,8 +143,17 @@ fn run(args: impl IntoIterator<Item = String>) -> Outcome {
             return Outcome::CannotRun;
         }
     };
-    match args.device {
-        DeviceArg::Cpu => run_all::<burn::backend::Flex>(&args, &Default::default()),
+    let choice = match args.device {
+        Some(device) => BackendChoice::new(device, args.precision),
+        None => BackendChoice::auto()
+            .and_then(|auto| BackendChoice::new(auto.device(), args.precision)),
+    };
+    match choice.and_then(|choice| choice.run(RunAll(&args))) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            eprintln!("error: {error}");
+            Outcome::CannotRun
+        }
     }
 }
 
@@ -141,18 +177,33 @@ mod tests {
 
     #[test]
     fn arguments() {
-        let args = parse_args(["a".into(), "--device".into(), "cpu".into(), "b".into()]).unwrap();
+        let parse = |args: &[&str]| parse_args(args.iter().map(|a| a.to_string()));
+        let args = parse(&["a", "--device", "cpu", "b"]).unwrap();
         assert_eq!(args.cases, [PathBuf::from("a"), PathBuf::from("b")]);
-        assert_eq!(args.device, DeviceArg::Cpu);
-        assert!(parse_args(["a".into(), "--device".into(), "tpu".into()]).is_err());
-        assert!(parse_args(["--device".into()]).is_err());
-        assert!(parse_args(Vec::<String>::new()).is_err());
+        assert_eq!((args.device, args.precision), (Some(Device::Cpu), Precision::F32));
+        assert_eq!(args.options(), ParityOptions::for_dtype(DType::F32));
+        let args = parse(&["a", "--device", "wgpu:1", "--dtype", "bf16"]).unwrap();
+        assert_eq!((args.device, args.precision), (Some(Device::Wgpu(Some(1))), Precision::Bf16));
+        assert_eq!(parse(&["a", "--device", "auto"]).unwrap().device, None);
+        assert!(parse(&["a", "--device", "tpu"]).unwrap_err().contains("`tpu`"));
+        assert!(parse(&["a", "--dtype", "f8"]).unwrap_err().contains("`f8`"));
+        assert!(parse(&["--device"]).is_err());
+        assert!(parse(&["a", "--dtype"]).is_err());
+        assert!(parse(&[]).is_err());
     }
 
     #[test]
     fn passing_cases_exit_zero() {
         let cases = [golden("whisper_encoder"), golden("clip_vision")];
         assert_eq!(run_dirs(&cases), Outcome::Passed);
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn device_not_compiled_in_cannot_run() {
+        let case = golden("whisper_encoder").display().to_string();
+        let outcome = run([case, "--device".into(), "cuda:0".into()]);
+        assert_eq!(outcome, Outcome::CannotRun);
     }
 
     #[test]
@@ -171,6 +222,7 @@ mod tests {
         for file in [
             "config.json",
             "io.safetensors",
+            "portrait.png",
             "image_encoder/config.json",
             "image_encoder/model.fp16.safetensors",
         ] {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TestBackend, assert_case_passes, golden};
+use common::{TestBackend, assert_case_passes, device, golden};
 use sonic_core::models::audio_adapters::{Audio2TokenConfig, load_audio2token};
 use sonic_core::weights::{KeyProblem, LoadError, LoadOptions};
 
@@ -25,7 +25,7 @@ fn wrong_shape_names_key_and_both_shapes() {
         &Audio2TokenConfig::sonic(),
         golden("audio2token").join("audio2token.pth"),
         LoadOptions::default(),
-        &Default::default(),
+        &device(),
     )
     .unwrap_err();
     let LoadError::KeyMismatch { problems, .. } = &err else {

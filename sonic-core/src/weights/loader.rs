@@ -26,8 +26,8 @@ pub struct ParamSpec {
 /// How to convert tensors while loading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LoadOptions {
-    /// Float dtype of the loaded parameters; `None` uses the backend's default float element
-    /// (f32 on the CPU backend), whatever the file stores.
+    /// Float dtype of the loaded parameters; `None` uses the device's default float dtype
+    /// (f32 unless changed with `burn::tensor::set_default_dtypes`), whatever the file stores.
     pub dtype: Option<DType>,
 }
 
@@ -300,9 +300,39 @@ impl<B: Backend> LoadMapper<'_, B> {
             file: self.checkpoint.path().to_path_buf(),
             message: format!("tensor `{key}`: {message}"),
         })?;
-        let tensor = Tensor::<B, D>::from_data(data, (device, target_dtype));
-        Ok(if linear { tensor.transpose() } else { tensor })
+        // Transposed on the host so the device holds a contiguous `[in, out]` weight: a
+        // transposed view is slower, and burn 0.21's fused GPU matmul computes `x @ w + b`
+        // wrongly for a one-row `x` when `w` is a transposed view (docs/backends.md).
+        let data = if linear {
+            transpose_2d(data).map_err(|message| LoadError::Format {
+                file: self.checkpoint.path().to_path_buf(),
+                message: format!("tensor `{key}`: {message}"),
+            })?
+        } else {
+            data
+        };
+        Ok(Tensor::<B, D>::from_data(data, (device, target_dtype)))
     }
+}
+
+/// `[rows, cols]` -> `[cols, rows]`, element bytes moved as they are (any dtype).
+fn transpose_2d(data: TensorData) -> Result<TensorData, String> {
+    let &[rows, cols] = data.shape.as_slice() else {
+        return Err(format!(
+            "expected a 2-d Linear weight, found shape {:?}",
+            data.shape
+        ));
+    };
+    let size = data.dtype.size();
+    let bytes = data.as_bytes();
+    let mut out = vec![0u8; bytes.len()];
+    for (r, row) in bytes.chunks_exact(cols * size).enumerate() {
+        for (c, element) in row.chunks_exact(size).enumerate() {
+            let at = (c * rows + r) * size;
+            out[at..at + size].copy_from_slice(element);
+        }
+    }
+    Ok(TensorData::from_bytes_vec(out, [cols, rows], data.dtype))
 }
 
 impl<B: Backend> ModuleMapper<B> for LoadMapper<'_, B> {
@@ -326,10 +356,12 @@ impl<B: Backend> ModuleMapper<B> for LoadMapper<'_, B> {
         }
         let (key, linear) = self.tracker_key();
         let device = param.lazy_device();
-        let target_dtype = self
-            .options
-            .dtype
-            .unwrap_or_else(<B::FloatElem as burn::tensor::Element>::dtype);
+        // Default: the device's default float dtype (f32 unless set, e.g. by sonic-backends).
+        let target_dtype = self.options.dtype.unwrap_or_else(|| {
+            burn::tensor::get_device_settings::<B>(&device)
+                .float_dtype
+                .into()
+        });
         match self.load::<D>(&key, linear, target_dtype, &device) {
             Ok(tensor) => {
                 self.loaded += 1;
@@ -357,4 +389,28 @@ fn convert_dtype(data: TensorData, target: DType) -> Result<TensorData, String> 
         ));
     }
     Ok(data.convert_dtype(target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_2d_moves_elements_of_any_width() {
+        let data = TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], [2, 3]);
+        let t = transpose_2d(data).unwrap();
+        assert_eq!(t.shape.as_slice(), &[3, 2]);
+        assert_eq!(
+            t.to_vec::<f32>().unwrap(),
+            vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
+        );
+
+        let half: Vec<half::f16> = [1.0f32, 2.0, 3.0, 4.0].map(half::f16::from_f32).to_vec();
+        let t = transpose_2d(TensorData::new(half, [1, 4])).unwrap();
+        assert_eq!(t.shape.as_slice(), &[4, 1]);
+        assert_eq!(t.dtype, DType::F16);
+
+        let err = transpose_2d(TensorData::new(vec![1.0f32; 8], [2, 2, 2])).unwrap_err();
+        assert!(err.contains("[2, 2, 2]"), "{err}");
+    }
 }
