@@ -11,6 +11,8 @@
 //! The stage directory holds `stage.json` (`{"stage": ..., "size": ..., <stage parameters>}`),
 //! `inputs.safetensors` (f32 tensors) and the weights (`whisper/`, `image_encoder/`, `vae/`,
 //! `unet/config.json` + `unet.pth`, `weights.pth`, `flownet.pkl`). Threads: `RAYON_NUM_THREADS`.
+//! `--device` is a [`BackendChoice`] device (`cpu`, `wgpu`, `cuda:0`: build with the matching
+//! cargo feature); the precision is f32.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -22,6 +24,7 @@ use burn::prelude::Backend;
 use burn::tensor::{Tensor, TensorData};
 use serde_json::Value;
 
+use sonic::backends::{BackendChoice, BackendFn};
 use sonic_core::media::audio::LogMelExtractor;
 use sonic_core::models::audio_adapters::{
     Audio2BucketConfig, Audio2TokenConfig, load_audio2bucket, load_audio2token,
@@ -170,7 +173,10 @@ struct UNetDenoiser<'a, B: Backend> {
 impl<B: Backend> Denoiser<B> for UNetDenoiser<'_, B> {
     type Error = Infallible;
 
-    fn predict_v(&mut self, input: WindowInput<B>) -> std::result::Result<Tensor<B, 5>, Infallible> {
+    fn predict_v(
+        &mut self,
+        input: WindowInput<B>,
+    ) -> std::result::Result<Tensor<B, 5>, Infallible> {
         let device = input.sample.device();
         Ok(self.model.forward(
             input.sample,
@@ -215,7 +221,8 @@ fn run<B: Backend>(args: &Args, device: &B::Device) -> Result<Vec<f64>> {
                 .with_intermediate_dim(num(c, "intermediate_dim")?)
                 .with_output_dim(num(c, "output_dim")?)
                 .with_context_tokens(num(c, "context_tokens")?);
-            let (model, _) = load_audio2token::<B>(&config, dir.join("weights.pth"), options, device)?;
+            let (model, _) =
+                load_audio2token::<B>(&config, dir.join("weights.pth"), options, device)?;
             let window: Tensor<B, 5> = inputs.tensor("window", device)?;
             let (times, out) = time(w, r, || Ok(model.forward(window.clone())), sync)?;
             tensor_output(dir, out)?;
@@ -337,12 +344,22 @@ fn run<B: Backend>(args: &Args, device: &B::Device) -> Result<Vec<f64>> {
     Ok(times)
 }
 
+/// [`run`] on the backend `--device` names.
+struct RunStage<'a>(&'a Args);
+
+impl BackendFn for RunStage<'_> {
+    type Output = Result<Vec<f64>>;
+
+    fn run<B: Backend>(self, device: B::Device, _dtype: burn::tensor::DType) -> Self::Output {
+        run::<B>(self.0, &device)
+    }
+}
+
 fn main() -> Result<()> {
     let args = parse_args()?;
-    let times = match args.device.as_str() {
-        "cpu" => run::<burn::backend::Flex>(&args, &Default::default())?,
-        other => return Err(format!("device `{other}` is not compiled in (cpu)").into()),
-    };
+    // f32 on every device: the comparison checks the outputs against PyTorch's f32 ones.
+    let choice = BackendChoice::parse(&args.device, "f32")?;
+    let times = choice.run(RunStage(&args))??;
     println!("{}", serde_json::json!({ "times_s": times }));
     Ok(())
 }
