@@ -347,7 +347,7 @@ def build(name, size, d, ctx):
         inputs = dict(latents=latents, image_latents=image_latents, image_embeds=image_embeds,
                       audio_cond=audio_cond, audio_uncond=audio_uncond, mask=mask)
         return (Stage(name, size, run, list(inputs.values()), lambda out: out,
-                      dict(params, inputs=list(inputs)), check=False), inputs)
+                      dict(params, inputs=list(inputs))), inputs)
 
     if name == "rife_pair":
         sys.path.insert(0, ctx["sonic_src"])
