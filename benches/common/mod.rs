@@ -77,8 +77,8 @@ pub fn criterion() -> Criterion {
     .configure_from_args()
 }
 
-/// Runs `$bench::<Backend>(c, "name", &device)` on every compiled-in backend: the CPU always,
-/// WGPU and CUDA with the crate's `wgpu` / `cuda` features.
+/// Runs `$bench::<Backend>(c, "name", &device)` on each benched backend: the CPU (`Flex`) for
+/// now; GPU timings come from `examples/bench_compare` (`--device cuda:0`).
 #[allow(unused_macros)] // the host-only benches (media, storage) use none
 macro_rules! for_each_backend {
     ($c:expr, $bench:ident) => {{
