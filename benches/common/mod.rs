@@ -77,13 +77,42 @@ pub fn criterion() -> Criterion {
     .configure_from_args()
 }
 
-/// Runs `$bench::<Backend>(c, "name", &device)` on each benched backend: the CPU (`Flex`) for
-/// now; GPU timings come from `examples/bench_compare` (`--device cuda:0`).
+/// Runs `$bench::<Backend>(c, "name", &device)` on each benched backend: the CPU always, and
+/// the first WGPU adapter / CUDA device when the `wgpu` / `cuda` feature is on and one is
+/// present (`cargo bench --features cuda`), in f32. Bench ids carry the backend name.
 #[allow(unused_macros)] // the host-only benches (media, storage) use none
 macro_rules! for_each_backend {
     ($c:expr, $bench:ident) => {{
         $bench::<burn::backend::Flex>($c, "cpu", &Default::default());
+        #[cfg(feature = "wgpu")]
+        if let Some(device) =
+            common::gpu::<sonic::backends::Wgpu>(sonic::backends::Device::Wgpu(None))
+        {
+            $bench::<sonic::backends::Wgpu>($c, "wgpu", &device);
+        }
+        #[cfg(feature = "cuda")]
+        if let Some(device) = common::gpu::<sonic::backends::Cuda>(sonic::backends::Device::Cuda(0))
+        {
+            $bench::<sonic::backends::Cuda>($c, "cuda", &device);
+        }
     }};
+}
+
+/// burn's device for a GPU `device` in f32, or `None` (with the reason on stderr: a bench
+/// binary, not library code) when it is absent.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub fn gpu<B: sonic::backends::SelectableBackend>(
+    device: sonic::backends::Device,
+) -> Option<B::Device> {
+    let choice = sonic::backends::BackendChoice::new(device, sonic::backends::Precision::F32)
+        .and_then(|choice| choice.burn_device::<B>());
+    match choice {
+        Ok(device) => Some(device),
+        Err(error) => {
+            eprintln!("not benching {device}: {error}");
+            None
+        }
+    }
 }
 
 /// Waits for the backend's queued work (GPU backends run asynchronously).

@@ -27,8 +27,8 @@ pub trait BackendFn {
     fn run<B: Backend>(self, device: B::Device, dtype: DType) -> Self::Output;
 }
 
-/// A burn backend that a [`Device`] can name: [`crate::Cpu`], [`crate::Wgpu`] and
-/// [`crate::Cuda`], as compiled in. Sealed.
+/// A burn backend that a [`Device`] can name: [`crate::Cpu`], `Wgpu` and
+/// `Cuda`, as compiled in. Sealed.
 pub trait SelectableBackend: Backend + sealed::Sealed {
     /// The family of this backend.
     const KIND: BackendKind;

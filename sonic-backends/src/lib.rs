@@ -6,8 +6,8 @@
 //! | feature | backend type | devices | precisions |
 //! |---|---|---|---|
 //! | `cpu` (default) | [`Cpu`] (burn `Flex`, rayon + SIMD) | `cpu` | f32, f16, bf16 |
-//! | `wgpu` | [`Wgpu`] (fusion + autotune) | `wgpu`, `wgpu:N` (Vulkan, Metal) | f32, f16 where the adapter has it |
-//! | `cuda` | [`Cuda`] (fusion + autotune) | `cuda:N` | f32, f16, bf16 (sm_80+) |
+//! | `wgpu` | `Wgpu` (fusion + autotune) | `wgpu`, `wgpu:N` (Vulkan, Metal) | f32, f16 where the adapter has it |
+//! | `cuda` | `Cuda` (fusion + autotune) | `cuda:N` | f32, f16, bf16 (sm_80+) |
 //!
 //! The `sonic` crate forwards the same three features. `cuda` builds without a CUDA toolkit
 //! or GPU: kernels are compiled at run time by NVRTC. docs/backends.md in the repository
