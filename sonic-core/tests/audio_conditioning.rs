@@ -25,7 +25,7 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let device = Default::default();
+    let device = common::device();
     let case = Case::open(golden("pipeline_e2e")).expect("pipeline_e2e case");
     let weights = |name: &str| {
         let relative = case.config()["config"]["weights"][name]
@@ -59,7 +59,7 @@ fn fixture() -> Fixture {
 
 #[test]
 fn windowing_matches_reference() {
-    let device = Default::default();
+    let device = common::device();
     let Fixture {
         case,
         models,
@@ -129,7 +129,7 @@ fn windows_of_consecutive_30s_chunks_follow_each_other_in_time() {
 
 #[test]
 fn bad_inputs_are_typed_errors() {
-    let device = Default::default();
+    let device = common::device();
     let Fixture {
         models,
         mel,

@@ -35,7 +35,7 @@ fn dtypes<M: Module<TestBackend>>(module: &M) -> Vec<DType> {
 #[test]
 fn fp16_file_loads_as_f32_or_f16() {
     let dir = golden("clip_vision").join("image_encoder");
-    let device = Default::default();
+    let device = common::device();
     let (model, report) =
         load_clip_vision_dir::<TestBackend>(&dir, LoadOptions::default(), &device).unwrap();
     assert!(report.file.ends_with("model.fp16.safetensors"));
@@ -52,7 +52,7 @@ fn fp16_file_loads_as_f32_or_f16() {
 
 #[test]
 fn wrong_image_size_is_a_typed_error() {
-    let device = Default::default();
+    let device = common::device();
     let config =
         ClipVisionConfig::from_hf_config(golden("clip_vision").join("image_encoder/config.json"))
             .unwrap();
@@ -81,7 +81,7 @@ fn runs_in_f16() {
     };
     let report = sonic_core::parity::run_case::<TestBackend>(
         golden("clip_vision"),
-        &Default::default(),
+        &common::device(),
         &options,
     )
     .unwrap();

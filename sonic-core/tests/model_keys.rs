@@ -68,24 +68,24 @@ fn assert_keys<M: Module<TestBackend>>(module: M, file: &str) {
 
 #[test]
 fn whisper_tiny_encoder_keys_match_release() {
-    let module = WhisperEncoderConfig::whisper_tiny().init::<TestBackend>(&Default::default());
+    let module = WhisperEncoderConfig::whisper_tiny().init::<TestBackend>(&common::device());
     assert_keys(module, "whisper_encoder_keys.tsv");
 }
 
 #[test]
 fn clip_vit_h_keys_match_release() {
-    let module = ClipVisionConfig::vit_h_14().init::<TestBackend>(&Default::default());
+    let module = ClipVisionConfig::vit_h_14().init::<TestBackend>(&common::device());
     assert_keys(module, "clip_image_encoder_keys.tsv");
 }
 
 #[test]
 fn audio2token_keys_match_release() {
-    let module = Audio2TokenConfig::sonic().init::<TestBackend>(&Default::default());
+    let module = Audio2TokenConfig::sonic().init::<TestBackend>(&common::device());
     assert_keys(module, "audio2token_keys.tsv");
 }
 
 #[test]
 fn audio2bucket_keys_match_release() {
-    let module = Audio2BucketConfig::sonic().init::<TestBackend>(&Default::default());
+    let module = Audio2BucketConfig::sonic().init::<TestBackend>(&common::device());
     assert_keys(module, "audio2bucket_keys.tsv");
 }

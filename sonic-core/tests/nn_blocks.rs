@@ -30,7 +30,7 @@ fn load<M: Module<B>>(module: M, name: &str) -> M {
 }
 
 fn input<const D: usize>(case: &Case, name: &str) -> Tensor<B, D> {
-    case.input(name, &Default::default())
+    case.input(name, &common::device())
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -48,7 +48,7 @@ fn resnet_block_2d_with_time_embedding_and_shortcut() {
     let block = load(
         ResnetBlock2DConfig::new(32, 64)
             .with_temb_channels(Some(16))
-            .init(&Default::default()),
+            .init(&common::device()),
         "resnet2d_temb",
     );
     assert!(block.conv_shortcut.is_some());
@@ -63,7 +63,7 @@ fn resnet_block_2d_with_time_embedding_and_shortcut() {
 fn resnet_block_2d_without_time_embedding() {
     let case = case();
     let block = load(
-        ResnetBlock2DConfig::new(64, 64).init(&Default::default()),
+        ResnetBlock2DConfig::new(64, 64).init(&common::device()),
         "resnet2d",
     );
     assert!(block.conv_shortcut.is_none() && block.time_emb_proj.is_none());
@@ -78,7 +78,7 @@ fn temporal_resnet_block() {
         TemporalResnetBlockConfig::new(32, 32)
             .with_temb_channels(Some(16))
             .with_eps(1e-5)
-            .init(&Default::default()),
+            .init(&common::device()),
         "temporal_resnet",
     );
     let out = block.forward(
@@ -95,7 +95,7 @@ fn spatio_temporal_block_as_in_the_unet() {
         .with_temb_channels(Some(16))
         .with_eps(1e-5);
     assert_eq!(config.merge_strategy, MergeStrategy::LearnedWithImages);
-    let block = load(config.init(&Default::default()), "st_unet");
+    let block = load(config.init(&common::device()), "st_unet");
     let out = block.forward(
         input(&case, "st_unet.x"),
         Some(input(&case, "st_unet.temb")),
@@ -108,7 +108,7 @@ fn spatio_temporal_block_as_in_the_unet() {
 fn spatio_temporal_block_as_in_the_vae_decoder() {
     let case = case();
     let block = load(
-        SpatioTemporalResBlockConfig::vae_decoder(64, 32).init(&Default::default()),
+        SpatioTemporalResBlockConfig::vae_decoder(64, 32).init(&common::device()),
         "st_vae",
     );
     let out = block.forward(input(&case, "st_vae.x"), None, 5);
@@ -123,7 +123,7 @@ fn mixing_direction_matters() {
     let block = load(
         SpatioTemporalResBlockConfig::vae_decoder(64, 32)
             .with_switch_spatial_to_temporal_mix(false)
-            .init(&Default::default()),
+            .init(&common::device()),
         "st_vae",
     );
     let out = block.forward(input(&case, "st_vae.x"), None, 5);
@@ -139,7 +139,7 @@ fn mixing_direction_matters() {
 fn downsample_symmetric_padding() {
     let case = case();
     let down = load(
-        Downsample2DConfig::new(32, 48).init(&Default::default()),
+        Downsample2DConfig::new(32, 48).init(&common::device()),
         "down_symmetric",
     );
     let out = down.forward(input(&case, "down_symmetric.x"));
@@ -153,7 +153,7 @@ fn downsample_bottom_right_padding() {
     let down = load(
         Downsample2DConfig::new(32, 48)
             .with_padding(DownsamplePadding::BottomRight)
-            .init(&Default::default()),
+            .init(&common::device()),
         "down_bottom_right",
     );
     let out = down.forward(input(&case, "down_bottom_right.x"));
@@ -164,10 +164,7 @@ fn downsample_bottom_right_padding() {
 #[test]
 fn upsample_doubles_or_follows_the_requested_size() {
     let case = case();
-    let up = load(
-        Upsample2DConfig::new(32, 48).init(&Default::default()),
-        "up",
-    );
+    let up = load(Upsample2DConfig::new(32, 48).init(&common::device()), "up");
     assert_matches(&case, "up", up.forward(input(&case, "up.x"), None));
     assert_matches(
         &case,

@@ -61,7 +61,7 @@ fn rewrite(path: &Path, edit: impl FnOnce(&mut Vec<(String, Dtype, Vec<usize>, V
 }
 
 fn run(dir: &Path) -> Result<sonic_core::parity::ParityReport, ParityError> {
-    run_case::<TestBackend>(dir, &Default::default(), &ParityOptions::default())
+    run_case::<TestBackend>(dir, &common::device(), &ParityOptions::default())
 }
 
 #[test]

@@ -23,7 +23,7 @@ fn rife_matches_reference() {
 
 #[test]
 fn full_size_parameters_match_the_released_key_list() {
-    let model = RifeConfig::sonic().init::<B>(&Default::default());
+    let model = RifeConfig::sonic().init::<B>(&common::device());
     let specs = param_specs::<B, _>(&model);
     let tsv = std::fs::read_to_string(golden("keys").join("rife_keys.tsv")).unwrap();
     let (mut kept, mut dropped) = (Vec::new(), Vec::new());
@@ -56,7 +56,7 @@ fn loader_accounts_for_every_key() {
         &tiny(),
         golden("rife").join("flownet.pkl"),
         LoadOptions::default(),
-        &Default::default(),
+        &common::device(),
     )
     .unwrap();
     assert_eq!(report.loaded, 120);
@@ -75,7 +75,7 @@ fn wrong_width_names_key_and_both_shapes() {
         &RifeConfig::sonic(),
         golden("rife").join("flownet.pkl"),
         LoadOptions::default(),
-        &Default::default(),
+        &common::device(),
     )
     .unwrap_err();
     let LoadError::KeyMismatch { problems, .. } = &err else {
@@ -93,7 +93,7 @@ fn tiny_model() -> sonic_core::models::rife::IfNet<B> {
         &tiny(),
         golden("rife").join("flownet.pkl"),
         LoadOptions::default(),
-        &Default::default(),
+        &common::device(),
     )
     .unwrap()
     .0
@@ -101,7 +101,7 @@ fn tiny_model() -> sonic_core::models::rife::IfNet<B> {
 
 #[test]
 fn interpolator_streams_and_refuses_bad_frames() {
-    let device = Default::default();
+    let device = common::device();
     let mut interpolator = FrameInterpolator::new(tiny_model());
     let frame = || Tensor::<B, 4>::full([1, 3, 32, 48], 0.5, &device);
     assert_eq!(interpolator.push(frame()).unwrap().len(), 1);
@@ -131,7 +131,7 @@ fn interpolator_streams_and_refuses_bad_frames() {
 fn pipeline_rife_stage_matches_reference() {
     // pipeline_e2e's RIFE midpoints from its decoded frames (33 frames -> 32 midpoints).
     let case = Case::open(golden("pipeline_e2e")).unwrap();
-    let device = Default::default();
+    let device = common::device();
     let c = case.config()["config"]["component_configs"]["rife"]["c"]
         .as_u64()
         .unwrap();
@@ -174,7 +174,7 @@ fn pipeline_rife_stage_matches_reference() {
 #[test]
 fn half_precision_weights_and_frames() {
     let case = Case::open(golden("rife")).unwrap();
-    let device = Default::default();
+    let device = common::device();
     let load = |options| {
         load_rife::<B>(
             &tiny(),

@@ -23,7 +23,7 @@ impl Fixture {
     fn open() -> Self {
         Self {
             case: Case::open(golden("pipeline_e2e")).expect("pipeline_e2e case"),
-            device: Default::default(),
+            device: common::device(),
         }
     }
 
@@ -445,7 +445,7 @@ fn out_of_range_loop_parameters_are_refused() {
 fn frames_repeated_in_a_short_clip_are_averaged() {
     // 10 frames in windows of 25: each frame is stepped 2 or 3 times per step. With v = 0 the
     // Euler step scales every element by the same factor, so averaging must give exactly that.
-    let device = Default::default();
+    let device = common::device();
     let frames = 10;
     let scheduler = EulerEdmScheduler::svd_xt(3).unwrap();
     let sampler = Sampler::new(SamplerConfig::sonic(), scheduler.clone()).unwrap();
@@ -481,7 +481,7 @@ fn frames_repeated_in_a_short_clip_are_averaged() {
 
 #[test]
 fn seeded_noise_is_reproducible_for_every_seed_including_zero() {
-    let device = Default::default();
+    let device = common::device();
     let scheduler = EulerEdmScheduler::svd_xt(2).unwrap();
     let zero_ref = || Tensor::<B, 4>::zeros([1, 4, 2, 2], &device);
     let draw = |seed| {
@@ -507,7 +507,7 @@ fn seeded_noise_is_reproducible_for_every_seed_including_zero() {
 
 #[test]
 fn half_precision_run_stays_in_half_precision() {
-    let device = Default::default();
+    let device = common::device();
     let frames = 7;
     let scheduler = EulerEdmScheduler::svd_xt(2).unwrap();
     let sampler = Sampler::new(SamplerConfig::sonic(), scheduler.clone()).unwrap();

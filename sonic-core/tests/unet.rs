@@ -21,7 +21,7 @@ fn unet_matches_reference() {
 /// pixels in the temporal ones) the output still matches the reference.
 #[test]
 fn tightly_chunked_unet_matches_reference() {
-    let device = Default::default();
+    let device = common::device();
     let case = Case::open(golden("unet")).unwrap();
     let config = UNetConfig::from_diffusers_file(case.file("unet/config.json"))
         .unwrap()
@@ -79,7 +79,7 @@ fn full_size_keys_and_shapes_match_the_release() {
         .collect();
     assert_eq!(expected.len(), 1492);
 
-    let model = UNetConfig::svd_xt().init::<TestBackend>(&Default::default());
+    let model = UNetConfig::svd_xt().init::<TestBackend>(&common::device());
     let got: Vec<(String, Vec<usize>)> = param_specs(&model)
         .into_iter()
         .map(|spec| (spec.key, spec.shape))
@@ -108,7 +108,7 @@ fn released_config_rejects_the_tiny_file_naming_both_shapes() {
         &UNetConfig::svd_xt(),
         golden("unet").join("unet.pth"),
         LoadOptions::default(),
-        &Default::default(),
+        &common::device(),
     )
     .unwrap_err();
     let LoadError::KeyMismatch { problems, .. } = &err else {
@@ -126,7 +126,7 @@ fn invalid_config_is_a_typed_error() {
         &config,
         golden("unet").join("unet.pth"),
         LoadOptions::default(),
-        &Default::default(),
+        &common::device(),
     )
     .unwrap_err();
     assert!(matches!(err, LoadError::Config { .. }), "{err}");
@@ -138,7 +138,7 @@ fn invalid_config_is_a_typed_error() {
 
 #[test]
 fn chunking_is_configurable_on_the_model() {
-    let model = UNetConfig::svd_xt().init::<TestBackend>(&Default::default());
+    let model = UNetConfig::svd_xt().init::<TestBackend>(&common::device());
     assert_eq!(model.attention_chunking(), AttentionChunking::default());
     let model = model.with_attention_chunking(AttentionChunking::new(1 << 20));
     assert_eq!(model.attention_chunking().max_scores, 1 << 20);

@@ -97,7 +97,7 @@ fn loading_as_f16_holds_one_tensor_of_the_file_at_a_time() {
             &config,
             &path,
             LoadOptions::with_dtype(DType::F16),
-            &Default::default(),
+            &common::device(),
         )
         .unwrap()
     });

@@ -41,7 +41,7 @@ fn real_keys() -> BTreeMap<String, Vec<usize>> {
 
 #[test]
 fn full_size_keys_and_shapes_match_the_released_file() {
-    let model = AutoencoderKLTemporalDecoderConfig::svd_xt().init::<B>(&Default::default());
+    let model = AutoencoderKLTemporalDecoderConfig::svd_xt().init::<B>(&common::device());
     let ours: BTreeMap<String, Vec<usize>> = param_specs::<B, _>(&model)
         .into_iter()
         .map(|s| (s.key, s.shape))
@@ -78,7 +78,7 @@ fn fixture_model() -> sonic_core::models::vae::AutoencoderKLTemporalDecoder<B> {
     load_vae::<B>(
         golden("vae").join("vae"),
         LoadOptions::default(),
-        &Default::default(),
+        &common::device(),
     )
     .unwrap()
     .0
@@ -88,7 +88,7 @@ fn fixture_model() -> sonic_core::models::vae::AutoencoderKLTemporalDecoder<B> {
 fn chunked_decode_treats_each_chunk_as_its_own_clip() {
     let model = fixture_model();
     let case = Case::open(golden("vae")).unwrap();
-    let device = Default::default();
+    let device = common::device();
     let z: Tensor<B, 4> = case.input("z", &device).unwrap(); // 5 frames
     let scaled = z.clone().mul_scalar(model.scaling_factor());
 
@@ -134,7 +134,7 @@ fn chunked_decode_treats_each_chunk_as_its_own_clip() {
 #[test]
 fn bad_inputs_are_typed_errors() {
     let model = fixture_model();
-    let device = Default::default();
+    let device = common::device();
     let z = Tensor::<B, 4>::random([6, 4, 2, 2], Distribution::Default, &device);
     assert_eq!(
         model.decode(z.clone(), 4).unwrap_err(),
@@ -160,7 +160,7 @@ fn bad_inputs_are_typed_errors() {
 
 #[test]
 fn missing_or_wrong_files_are_typed_errors() {
-    let device = Default::default();
+    let device = common::device();
     let dir = std::env::temp_dir().join(format!("sonic-vae-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(
@@ -194,7 +194,7 @@ fn missing_or_wrong_files_are_typed_errors() {
 #[test]
 fn fp16_weights_load_as_f16_on_request_and_decode_close_to_f32() {
     use burn::tensor::DType;
-    let device = Default::default();
+    let device = common::device();
     let (model, report) = load_vae::<B>(
         golden("vae").join("vae"),
         LoadOptions::with_dtype(DType::F16),
@@ -219,9 +219,16 @@ fn fp16_weights_load_as_f16_on_request_and_decode_close_to_f32() {
         .zip(&expected)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
+    // The CPU backend accumulates f16 convolutions in f32; GPU kernels may accumulate in f16
+    // (0.026 measured on WGPU/lavapipe).
+    let bound = if cfg!(any(feature = "test-wgpu", feature = "test-cuda")) {
+        5e-2
+    } else {
+        2e-2
+    };
     assert!(
-        max_diff < 2e-2,
-        "f16 decode differs from the f32 reference by {max_diff}"
+        max_diff < bound,
+        "f16 decode differs from the f32 reference by {max_diff} (bound {bound})"
     );
 }
 
@@ -230,7 +237,7 @@ fn chunked_decode_reproduces_the_pipelines_decoded_frames() {
     // pipeline_e2e decodes its 33 final latents with decode_chunk_size 8: chunks of 8, 8, 8, 8
     // and 1 frame, then `(x * 0.5 + 0.5).clamp(0, 1)` (Sonic's test()).
     use sonic_core::parity::{ParityOptions, ParityReport};
-    let device = Default::default();
+    let device = common::device();
     let model = fixture_model();
     let case = Case::open(golden("pipeline_e2e")).unwrap();
     let latents: Tensor<B, 5> = case.input("latents_after_step_3", &device).unwrap();

@@ -74,9 +74,9 @@ const MIB: f64 = (1 << 20) as f64;
 fn medium() -> AutoencoderKLTemporalDecoder<B> {
     let model = AutoencoderKLTemporalDecoderConfig::new()
         .with_block_out_channels(vec![64, 128, 256, 256])
-        .init::<B>(&Default::default());
+        .init::<B>(&common::device());
     // Materialise the lazily initialised weights outside the measurements.
-    let z = Tensor::<B, 4>::zeros([1, 4, 1, 1], &Default::default());
+    let z = Tensor::<B, 4>::zeros([1, 4, 1, 1], &common::device());
     model.decode(z, 1).unwrap();
     model
 }
@@ -84,7 +84,7 @@ fn medium() -> AutoencoderKLTemporalDecoder<B> {
 #[test]
 fn decoder_peak_memory_is_bounded_by_one_chunk() {
     let model = medium();
-    let device = Default::default();
+    let device = common::device();
     let latents = |frames, side| {
         Tensor::<B, 4>::random(
             [frames, 4, side, side],

@@ -21,7 +21,7 @@ fn whisper_encoder_matches_reference() {
 fn safetensors_load_reports_the_dropped_decoder() {
     let dir = golden("whisper_encoder").join("whisper");
     let (_, report) =
-        load_whisper_encoder_dir::<TestBackend>(&dir, LoadOptions::default(), &Default::default())
+        load_whisper_encoder_dir::<TestBackend>(&dir, LoadOptions::default(), &common::device())
             .unwrap();
     assert_eq!(report.loaded, 37);
     assert!(report.file.ends_with("model.safetensors"));
@@ -51,7 +51,7 @@ fn pytorch_bin_loads_the_same_encoder() {
         dir.path().join("pytorch_model.bin"),
     )
     .unwrap();
-    let device = Default::default();
+    let device = common::device();
     let (model, report) =
         load_whisper_encoder_dir::<TestBackend>(dir.path(), LoadOptions::default(), &device)
             .unwrap();
@@ -70,7 +70,7 @@ fn pytorch_bin_loads_the_same_encoder() {
 
 #[test]
 fn input_must_be_one_30s_window() {
-    let device = Default::default();
+    let device = common::device();
     let config =
         WhisperEncoderConfig::from_hf_config(golden("whisper_encoder").join("whisper/config.json"))
             .unwrap();
@@ -116,7 +116,7 @@ fn full_size_config_against_tiny_file_names_both_shapes() {
         &WhisperEncoderConfig::whisper_tiny(),
         golden("whisper_encoder").join("whisper/model.safetensors"),
         LoadOptions::default(),
-        &Default::default(),
+        &common::device(),
     )
     .unwrap_err();
     let message = err.to_string();
