@@ -10,59 +10,13 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use common::{FACE_BOX, demo_layout, long_speech, portrait};
 use sonic::backends::BackendChoice;
 use sonic::pipeline::{GenerationParams, JobOutcome, JobRequest, Pipeline};
 use sonic::storage::{InputKind, JobRef, Storage};
 
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(size: usize) {
-    let now = CURRENT.fetch_add(size, Ordering::Relaxed) + size;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-            grew(new_size);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+#[path = "../sonic-core/tests/heap/mod.rs"]
+mod heap;
 
 const MIB: u64 = 1 << 20;
 
@@ -95,12 +49,12 @@ fn job_peak(
             )
             .await
             .unwrap();
-        PEAK.store(CURRENT.load(Ordering::Relaxed), Ordering::Relaxed);
+        heap::reset_peak();
         let outcome = pipeline
             .generate(&JobRequest::new(job, params))
             .await
             .unwrap();
-        (outcome, PEAK.load(Ordering::Relaxed) as u64)
+        (outcome, heap::peak() as u64)
     })
 }
 

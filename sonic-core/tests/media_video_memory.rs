@@ -8,34 +8,9 @@
 //! the 1500 raw frames would take. (OpenH264's and FDK AAC's own C allocations are outside
 //! Rust's allocator; they are fixed-size per encoder.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use sonic_core::media::video::{AudioTrack, Mp4Writer, VideoOptions};
 
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+mod heap;
 
 const MIB: usize = 1 << 20;
 
@@ -70,8 +45,7 @@ fn sixty_seconds_at_512_stay_under_the_bound() {
         .collect();
     let mut frame = background.clone();
 
-    let baseline = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(baseline, Ordering::Relaxed);
+    let baseline = heap::reset_peak();
     let mut writer = Mp4Writer::new(
         CountingSink(0),
         side as u32,
@@ -96,7 +70,7 @@ fn sixty_seconds_at_512_stay_under_the_bound() {
         writer.push_frame(&frame).unwrap();
     }
     let summary = writer.finish().unwrap();
-    let peak = PEAK.load(Ordering::Relaxed) - baseline;
+    let peak = heap::peak() - baseline;
 
     assert_eq!(summary.frames as usize, frames);
     let raw = frames * side * side * 3;

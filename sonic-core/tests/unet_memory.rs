@@ -4,66 +4,18 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use burn::tensor::DType;
 use common::golden;
 use sonic_core::models::unet::{UNetConfig, load_unet};
 use sonic_core::weights::{Checkpoint, LoadOptions};
 
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(size: usize) {
-    let now = CURRENT.fetch_add(size, Ordering::Relaxed) + size;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-            grew(new_size);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+mod heap;
 
 /// Peak heap growth (bytes) while `f` runs, above what was allocated when it started.
 fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let base = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = heap::reset_peak();
     let out = f();
-    (out, PEAK.load(Ordering::Relaxed) - base)
+    (out, heap::peak() - base)
 }
 
 /// Loading streams the file: the heap peak is either the checkpoint's metadata being parsed
@@ -79,14 +31,14 @@ fn loading_as_f16_holds_one_tensor_of_the_file_at_a_time() {
 
     // Opening alone: names, shapes, dtypes and a reader per tensor, no tensor data.
     let (checkpoint, open_peak) = peak_during(|| Checkpoint::open(&path).unwrap());
-    let retained = CURRENT.load(Ordering::Relaxed);
+    let retained = heap::current();
     let largest = checkpoint
         .keys()
         .map(|k| checkpoint.shape(k).unwrap().iter().product::<usize>() * 4)
         .max()
         .unwrap();
     drop(checkpoint);
-    let retained = retained - CURRENT.load(Ordering::Relaxed);
+    let retained = retained - heap::current();
     assert!(
         open_peak < 12_000 * 1492 + (1 << 20),
         "open peak {open_peak} B"
