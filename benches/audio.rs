@@ -14,9 +14,9 @@ use burn::tensor::Tensor;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
 use common::{Size, golden, golden_config, medium, num, randn, sizes, sync};
-use sonic_core::media::audio::LogMelExtractor;
 use sonic_core::models::audio_adapters::{Audio2BucketConfig, Audio2TokenConfig};
 use sonic_core::models::whisper::WhisperEncoderConfig;
+use sonic_media::audio::LogMelExtractor;
 
 /// A speech-like test signal: a few harmonics with a slow vibrato and a little noise.
 fn waveform(samples: usize) -> Vec<f32> {

@@ -10,7 +10,7 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 use common::{Size, medium, num, nums, sizes};
-use sonic_core::media::video::{AudioTrack, Mp4Writer, VideoOptions};
+use sonic_media::video::{AudioTrack, Mp4Writer, VideoOptions};
 
 /// Smoothly moving colour gradients: encodes like natural video, unlike noise.
 fn frames(count: usize, width: usize, height: usize) -> Vec<Vec<u8>> {

@@ -25,7 +25,6 @@ use burn::tensor::{Tensor, TensorData};
 use serde_json::Value;
 
 use sonic::backends::{BackendChoice, BackendFn};
-use sonic_core::media::audio::LogMelExtractor;
 use sonic_core::models::audio_adapters::{
     Audio2BucketConfig, Audio2TokenConfig, load_audio2bucket, load_audio2token,
 };
@@ -38,6 +37,7 @@ use sonic_core::sampler::{
     Conditioning, Denoiser, EulerEdmScheduler, Sampler, SamplerConfig, Unobserved, WindowInput,
 };
 use sonic_core::weights::LoadOptions;
+use sonic_media::audio::LogMelExtractor;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 

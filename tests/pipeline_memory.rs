@@ -15,7 +15,7 @@ use sonic::backends::BackendChoice;
 use sonic::pipeline::{GenerationParams, JobOutcome, JobRequest, Pipeline};
 use sonic::storage::{InputKind, JobRef, Storage};
 
-#[path = "../sonic-core/tests/heap/mod.rs"]
+#[path = "../sonic-parity/tests/heap/mod.rs"]
 mod heap;
 
 const MIB: u64 = 1 << 20;

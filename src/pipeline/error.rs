@@ -1,13 +1,13 @@
 //! Everything that can stop a job, as one matchable enum.
 
 use sonic_core::audio_conditioning::AudioConditioningError;
-use sonic_core::media::MediaError;
 use sonic_core::models::clip::ClipError;
 use sonic_core::models::rife::RifeError;
 use sonic_core::models::unet::FaceMaskError;
 use sonic_core::models::vae::VaeError;
 use sonic_core::sampler::{SamplerError, SchedulerError};
 use sonic_core::weights::LoadError;
+use sonic_media::MediaError;
 use sonic_storage::StorageError;
 
 use super::memory::{MemoryEstimate, human_bytes};

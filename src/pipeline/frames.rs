@@ -6,9 +6,9 @@ use std::io::Write;
 use burn::prelude::Backend;
 use burn::tensor::{DType, Tensor};
 use image::RgbImage;
-use sonic_core::media::MediaError;
-use sonic_core::media::image::resize_lanczos;
-use sonic_core::media::video::Mp4Writer;
+use sonic_media::MediaError;
+use sonic_media::image::resize_lanczos;
+use sonic_media::video::Mp4Writer;
 
 /// RGB bytes of a `[1, 3, h, w]` frame in `[0, 1]`, as Sonic's `save_videos_grid` makes them:
 /// `(x * 255).astype(uint8)` truncates.
@@ -123,7 +123,7 @@ impl<W: Write> FrameSink<W> {
         Ok(())
     }
 
-    pub(crate) fn finish(self) -> Result<sonic_core::media::video::VideoSummary, MediaError> {
+    pub(crate) fn finish(self) -> Result<sonic_media::video::VideoSummary, MediaError> {
         self.writer.finish()
     }
 }

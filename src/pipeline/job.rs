@@ -12,8 +12,8 @@ use std::time::Instant;
 use burn::prelude::Backend;
 use burn::tensor::{DType, TensorData};
 use sonic_backends::{BackendChoice, BackendFn};
-use sonic_core::media::face::{FaceDetector, SeetaFaceDetector};
-use sonic_core::media::video::VideoSummary;
+use sonic_media::face::{FaceDetector, SeetaFaceDetector};
+use sonic_media::video::VideoSummary;
 use sonic_storage::{
     Body, InputKind, JobFailure, JobManifest, JobRef, ObjectInfo, ObjectStorageExt, Sha256Digest,
     Storage,

@@ -7,8 +7,8 @@
 use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
-use sonic_core::media::face::FaceRegion;
-use sonic_core::media::image::FaceBox;
+use sonic_media::face::FaceRegion;
+use sonic_media::image::FaceBox;
 
 /// Frames per UNet window (`n_sample_frames`; the UNet's frame embeddings are trained on 25).
 pub const FRAMES_PER_WINDOW: usize = 25;

@@ -22,15 +22,6 @@ use std::time::{Duration, Instant};
 use burn::prelude::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 use sonic_core::audio_conditioning::AudioWindowConfig;
-use sonic_core::media::audio::{
-    AudioTimeline, DEFAULT_STEP_CAP, LogMel, LogMelExtractor, SAMPLE_RATE, SAMPLES_PER_STEP,
-    TimelineOptions, decode_audio, resample,
-};
-use sonic_core::media::face::{FaceDetector, locate_face};
-use sonic_core::media::image::{
-    FaceBox, PortraitOptions, crop, decode_image, preprocess_portrait, square_crop_box,
-};
-use sonic_core::media::video::{AudioTrack, Mp4Writer, VideoOptions, VideoSummary};
 use sonic_core::models::rife::FrameInterpolator;
 use sonic_core::models::unet::{FaceMask, UNet};
 use sonic_core::nn::dtype::cast_to;
@@ -38,6 +29,15 @@ use sonic_core::sampler::{
     Conditioning, Denoiser, EulerEdmScheduler, LoopObserver, NoiseSource, Sampler, SamplerConfig,
     WindowDone, WindowInput, initial_latents, seeded_noise,
 };
+use sonic_media::audio::{
+    AudioTimeline, DEFAULT_STEP_CAP, LogMel, LogMelExtractor, SAMPLE_RATE, SAMPLES_PER_STEP,
+    TimelineOptions, decode_audio, resample,
+};
+use sonic_media::face::{FaceDetector, locate_face};
+use sonic_media::image::{
+    FaceBox, PortraitOptions, crop, decode_image, preprocess_portrait, square_crop_box,
+};
+use sonic_media::video::{AudioTrack, Mp4Writer, VideoOptions, VideoSummary};
 
 use super::error::PipelineError;
 use super::frames::{FrameRate, FrameSink, frames_for, to_rgb};
