@@ -39,21 +39,21 @@ run() {
 
 # The integration tests that run on the test backend (the others are CPU-only media tests).
 targets=()
-for file in sonic-core/tests/*.rs; do
+for file in sonic-parity/tests/*.rs; do
   grep -qE "TestBackend|common::device|assert_case_passes" "$file" \
     && targets+=(--test "$(basename "$file" .rs)")
 done
 echo "test targets: ${targets[*]}" | tee -a "$logs/machine.txt"
 
-run build-cuda cargo test -p sonic-core --features test-cuda "${targets[@]}" --no-run
-run build-wgpu cargo test -p sonic-core --features test-wgpu "${targets[@]}" --no-run
+run build-cuda cargo test -p sonic-parity --features test-cuda "${targets[@]}" --no-run
+run build-wgpu cargo test -p sonic-parity --features test-wgpu "${targets[@]}" --no-run
 for dtype in f32 f16 bf16; do
   run "cuda-$dtype" SONIC_DEVICE="${SONIC_CUDA_DEVICE:-cuda:0}" SONIC_DTYPE="$dtype" \
-    cargo test -p sonic-core --features test-cuda "${targets[@]}"
+    cargo test -p sonic-parity --features test-cuda "${targets[@]}"
 done
 for dtype in f32 f16; do
   run "wgpu-$dtype" SONIC_DEVICE="${SONIC_WGPU_DEVICE:-wgpu}" SONIC_DTYPE="$dtype" \
-    cargo test -p sonic-core --features test-wgpu "${targets[@]}"
+    cargo test -p sonic-parity --features test-wgpu "${targets[@]}"
 done
 
 # Per-tensor errors of every golden case (informative: exit status 2 means a case has no runner).
@@ -61,7 +61,7 @@ cases=()
 for dir in fixtures/golden/*/; do [ -f "$dir/config.json" ] && cases+=("$dir"); done
 for device in cuda wgpu; do
   for dtype in f32 f16; do
-    cargo run -q --features "$device" --example parity -- "${cases[@]}" --device "$device" \
+    cargo run -q -p sonic-parity --features "$device" --bin parity -- "${cases[@]}" --device "$device" \
       --dtype "$dtype" >"$logs/example-$device-$dtype.txt" 2>&1
     echo "exit $? example-$device-$dtype" | tee -a "$logs/summary.txt"
   done
