@@ -1,21 +1,16 @@
-//! Object storage: put and get of one large object (a video-sized body) on a local directory
-//! and on an S3 server.
+//! Object storage: put and get of one large object (a video-sized body) in memory, on a local
+//! directory and, when `SONIC_TEST_S3_ENDPOINT` names one, on an S3 server.
 //!
-//! The S3 server is the one `SONIC_TEST_S3_ENDPOINT` names (CI: `.ci/s3-server.sh start`), or
-//! an `s3s-fs` started from `PATH` for the run (install: `cargo install s3s-fs --version
-//! 0.14.1 --features binary --locked`); without either, the S3 benches are skipped with a
-//! message. Credentials and buckets are the storage tests' (`sonic-storage/tests/common`).
+//! The S3 server takes the storage tests' credentials and buckets (`sonic-storage/tests/common`:
+//! key `sonic-test-key`, secret `sonic-test-secret`, bucket `sonic-outputs`); without the
+//! variable the S3 bench is left out with a message.
 //!
 //! Sizes: `fixture` 1 MiB, `medium` (`fixtures/medium.json` `storage_medium`) 64 MiB.
 
 mod common;
 
 use std::hint::black_box;
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
@@ -31,62 +26,12 @@ const ACCESS_KEY: &str = "sonic-test-key";
 const SECRET_KEY: &str = "sonic-test-secret";
 const BUCKET: &str = "sonic-outputs";
 
-/// An `s3s-fs` this bench started; killed when dropped.
-struct OwnServer {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The S3 endpoint to bench against, and the server started for it (if any).
-fn s3_endpoint() -> Option<(String, Option<OwnServer>)> {
-    if let Ok(endpoint) = std::env::var(ENDPOINT_VAR)
-        && !endpoint.is_empty()
-    {
-        return Some((endpoint.trim_end_matches('/').to_owned(), None));
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::create_dir(dir.path().join(BUCKET)).expect("bucket dir");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let child = spawn_s3s_fs(dir.path(), port)?;
-    let server = OwnServer { child, _dir: dir };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "s3s-fs did not listen within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some((format!("http://127.0.0.1:{port}"), Some(server)))
-}
-
-fn spawn_s3s_fs(root: &Path, port: u16) -> Option<Child> {
-    let binary = std::env::var_os("SONIC_TEST_S3S_FS").unwrap_or_else(|| "s3s-fs".into());
-    match Command::new(binary)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-        .arg(root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    {
-        Ok(child) => Some(child),
-        Err(e) => {
-            eprintln!(
-                "storage bench: skipping S3 (no {ENDPOINT_VAR} and no s3s-fs on PATH: {e}); \
-                 install it with `cargo install s3s-fs --version 0.14.1 --features binary --locked`"
-            );
+/// The S3 endpoint to bench against, if `SONIC_TEST_S3_ENDPOINT` names one.
+fn s3_endpoint() -> Option<String> {
+    match std::env::var(ENDPOINT_VAR) {
+        Ok(endpoint) if !endpoint.is_empty() => Some(endpoint.trim_end_matches('/').to_owned()),
+        _ => {
+            eprintln!("storage bench: no {ENDPOINT_VAR}, so no S3 bench");
             None
         }
     }
@@ -158,7 +103,11 @@ fn benches(c: &mut Criterion) {
     let local: Arc<dyn ObjectStorage> = Arc::new(Bucket::from_url(&url).expect("local store"));
     put_get(c, &rt, "local_dir", &local);
 
-    if let Some((endpoint, _server)) = s3_endpoint() {
+    let memory: Arc<dyn ObjectStorage> =
+        Arc::new(Bucket::from_url("memory://").expect("memory store"));
+    put_get(c, &rt, "memory", &memory);
+
+    if let Some(endpoint) = s3_endpoint() {
         let config = StoreConfig::from_url(&format!("s3://{BUCKET}/bench-{}", std::process::id()))
             .expect("S3 URL")
             .with_endpoint(endpoint)

@@ -9,7 +9,6 @@
 #[macro_use]
 mod common;
 
-use std::convert::Infallible;
 use std::hint::black_box;
 
 use burn::prelude::Backend;
@@ -17,9 +16,9 @@ use burn::tensor::Tensor;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
 use common::{UNetShape, randn, sizes, sync, unet_shape, uniform};
-use sonic_core::models::unet::{FaceMask, UNet};
+use sonic_core::models::unet::{FaceMask, UNetInput};
 use sonic_core::sampler::{
-    Conditioning, Denoiser, EulerEdmScheduler, Sampler, SamplerConfig, Unobserved, WindowInput,
+    Conditioning, EulerEdmScheduler, MaskedUNet, Sampler, SamplerConfig, Unobserved,
 };
 
 /// A face mask over the middle of the picture (latents are 1/8 of the pixels), as the
@@ -75,12 +74,14 @@ fn unet_forward<B: Backend>(c: &mut Criterion, backend: &str, device: &B::Device
         group.bench_function(BenchmarkId::new(backend, size.name()), |b| {
             b.iter(|| {
                 let out = model.forward(
-                    x.sample.clone(),
-                    x.timestep.clone(),
-                    x.clip.clone(),
-                    x.audio.clone(),
-                    x.added_time_ids.clone(),
-                    Some(&mask),
+                    UNetInput::new(
+                        x.sample.clone(),
+                        x.timestep.clone(),
+                        x.clip.clone(),
+                        x.audio.clone(),
+                        x.added_time_ids.clone(),
+                    )
+                    .with_face_mask(&mask),
                 );
                 sync::<B>(device);
                 black_box(out)
@@ -88,28 +89,6 @@ fn unet_forward<B: Backend>(c: &mut Criterion, backend: &str, device: &B::Device
         });
     }
     group.finish();
-}
-
-/// The UNet with its face mask, as the pipeline's denoiser.
-struct UNetDenoiser<'a, B: Backend> {
-    model: &'a UNet<B>,
-    mask: &'a FaceMask,
-}
-
-impl<B: Backend> Denoiser<B> for UNetDenoiser<'_, B> {
-    type Error = Infallible;
-
-    fn predict_v(&mut self, input: WindowInput<B>) -> Result<Tensor<B, 5>, Infallible> {
-        let device = input.sample.device();
-        Ok(self.model.forward(
-            input.sample,
-            Tensor::from_floats([input.timestep], &device),
-            input.clip_context,
-            input.audio_context,
-            input.added_time_ids,
-            Some(self.mask),
-        ))
-    }
 }
 
 fn sampler_step<B: Backend>(c: &mut Criterion, backend: &str, device: &B::Device) {
@@ -141,10 +120,7 @@ fn sampler_step<B: Backend>(c: &mut Criterion, backend: &str, device: &B::Device
             .mul_scalar(sampler.scheduler().init_noise_sigma());
         group.bench_function(BenchmarkId::new(backend, size.name()), |b| {
             b.iter(|| {
-                let mut denoiser = UNetDenoiser {
-                    model: &model,
-                    mask: &mask,
-                };
+                let mut denoiser = MaskedUNet::new(&model, &mask);
                 let out = sampler
                     .step(
                         0,

@@ -15,7 +15,6 @@
 //! cargo feature); the precision is f32.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -30,11 +29,11 @@ use sonic_core::models::audio_adapters::{
 };
 use sonic_core::models::clip::load_clip_vision_dir;
 use sonic_core::models::rife::{RifeConfig, load_rife};
-use sonic_core::models::unet::{FaceMask, UNet, UNetConfig, load_unet};
+use sonic_core::models::unet::{FaceMask, UNetConfig, UNetInput, load_unet};
 use sonic_core::models::vae::load_vae;
 use sonic_core::models::whisper::load_whisper_encoder_dir;
 use sonic_core::sampler::{
-    Conditioning, Denoiser, EulerEdmScheduler, Sampler, SamplerConfig, Unobserved, WindowInput,
+    Conditioning, EulerEdmScheduler, MaskedUNet, Sampler, SamplerConfig, Unobserved,
 };
 use sonic_core::weights::LoadOptions;
 use sonic_media::audio::LogMelExtractor;
@@ -165,30 +164,6 @@ fn num(v: &Value, key: &str) -> Result<usize> {
         .ok_or_else(|| format!("`{key}` missing in stage.json").into())
 }
 
-struct UNetDenoiser<'a, B: Backend> {
-    model: &'a UNet<B>,
-    mask: &'a FaceMask,
-}
-
-impl<B: Backend> Denoiser<B> for UNetDenoiser<'_, B> {
-    type Error = Infallible;
-
-    fn predict_v(
-        &mut self,
-        input: WindowInput<B>,
-    ) -> std::result::Result<Tensor<B, 5>, Infallible> {
-        let device = input.sample.device();
-        Ok(self.model.forward(
-            input.sample,
-            Tensor::from_floats([input.timestep], &device),
-            input.clip_context,
-            input.audio_context,
-            input.added_time_ids,
-            Some(self.mask),
-        ))
-    }
-}
-
 fn run<B: Backend>(args: &Args, device: &B::Device) -> Result<Vec<f64>> {
     let dir = &args.dir;
     let stage: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("stage.json"))?)?;
@@ -286,12 +261,14 @@ fn run<B: Backend>(args: &Args, device: &B::Device) -> Result<Vec<f64>> {
                 let ids: Tensor<B, 2> = inputs.tensor("ids", device)?;
                 let run = || {
                     Ok(model.forward(
-                        sample.clone(),
-                        timestep.clone(),
-                        clip.clone(),
-                        audio.clone(),
-                        ids.clone(),
-                        Some(&mask),
+                        UNetInput::new(
+                            sample.clone(),
+                            timestep.clone(),
+                            clip.clone(),
+                            audio.clone(),
+                            ids.clone(),
+                        )
+                        .with_face_mask(&mask),
                     ))
                 };
                 let (times, out) = time(w, r, run, sync)?;
@@ -312,10 +289,7 @@ fn run<B: Backend>(args: &Args, device: &B::Device) -> Result<Vec<f64>> {
                 )?;
                 let latents: Tensor<B, 5> = inputs.tensor("latents", device)?;
                 let run = || {
-                    let mut denoiser = UNetDenoiser {
-                        model: &model,
-                        mask: &mask,
-                    };
+                    let mut denoiser = MaskedUNet::new(&model, &mask);
                     Ok(sampler.step(
                         0,
                         latents.clone(),

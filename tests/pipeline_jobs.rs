@@ -1,17 +1,19 @@
 //! Jobs through `Pipeline` and object storage with the tiny fixture models: outputs and
-//! manifest of a finished job, seed 0, no face, out-of-range parameters, cancellation, the
-//! memory budget, create-only claims. Short audio and one step keep it quick.
+//! manifest of a finished job, seed 0, no face, out-of-range parameters, cancellation (by the
+//! token and by dropping the `generate` future), the memory budget, create-only claims, the
+//! weights' typed errors. Short audio and one step keep it quick.
 
 mod common;
 
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use burn::tensor::DType;
-use common::{FACE_BOX, demo_layout, grey_picture, long_speech, portrait, values};
+use common::{FACE_BOX, golden, grey_picture, long_speech, portrait, values};
 use sonic::backends::BackendChoice;
 use sonic::pipeline::{
-    CancellationToken, FaceSpec, GenerationParams, JobControl, JobRequest, Pipeline, PipelineError,
-    Progress, Stage, StageRecorder,
+    CancellationToken, Component, FaceSpec, GenerationParams, JobControl, JobRequest, Pipeline,
+    PipelineError, Progress, Stage, StageRecorder, WeightsError, WeightsSource,
 };
 use sonic::storage::{InputKind, JobRef, JobStatus, ObjectStorageExt, Storage, StorageError};
 use sonic_core::sampler::seeded_noise;
@@ -22,7 +24,9 @@ fn pipeline() -> Pipeline {
     PIPELINE
         .get_or_init(|| {
             let cpu = BackendChoice::parse("cpu", "f32").unwrap();
-            Pipeline::with_weights(cpu, Storage::open("memory://").unwrap(), &demo_layout())
+            Pipeline::builder(cpu, Storage::open("memory://").unwrap())
+                .weights(WeightsSource::demo(golden("")))
+                .build()
                 .unwrap()
         })
         .clone()
@@ -306,8 +310,62 @@ async fn cancellation_leaves_no_video_object() {
         .unwrap();
     assert_eq!(outputs.len(), 1, "only the manifest: {outputs:?}");
     let manifest = pipeline.storage().read_manifest(&job).await.unwrap();
-    assert_eq!(manifest.status, JobStatus::Failed);
+    assert_eq!(manifest.status, JobStatus::Cancelled);
     assert!(manifest.error.unwrap().message.contains("cancelled"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_generate_cancels_the_job_and_records_cancelled() {
+    let pipeline = pipeline();
+    let job = JobRef::parse("acme", "dropped").unwrap();
+    upload(&pipeline, &job, portrait()).await;
+    let first_report = Arc::new(tokio::sync::Notify::new());
+    let notify = first_report.clone();
+    let reports = Arc::new(Mutex::new(0usize));
+    let count = reports.clone();
+    let control = JobControl::default().with_progress(move |_| {
+        *count.lock().unwrap() += 1;
+        notify.notify_one();
+    });
+    let request = JobRequest::new(job.clone(), quick_params());
+    {
+        let generate = pipeline.generate_with(&request, control);
+        tokio::select! {
+            result = generate => panic!("the job ended before it was dropped: {result:?}"),
+            () = first_report.notified() => {}
+        }
+        // The future is dropped here, after the first progress report.
+    }
+
+    // The job's task stops at its next check and records `cancelled` (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let manifest = loop {
+        let manifest = pipeline.storage().read_manifest(&job).await.unwrap();
+        if manifest.status != JobStatus::Running {
+            break manifest;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 120 s after the drop"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(manifest.status, JobStatus::Cancelled, "{manifest:?}");
+    assert!(
+        manifest
+            .error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("cancelled"),
+        "{manifest:?}"
+    );
+    assert!(manifest.finished_at.is_some());
+    assert!(!video_exists(&pipeline, &job).await);
+    assert!(manifest.outputs.is_empty());
+    // It stopped early: not every stage reported.
+    assert!(*reports.lock().unwrap() >= 1);
+    assert!(!manifest.timings.contains_key("upload"), "{manifest:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,6 +413,29 @@ fn missing_weights_name_the_file() {
     let layout = sonic::pipeline::WeightsLayout::released("/nonexistent/checkpoints");
     let err =
         Pipeline::with_weights(cpu, Storage::open("memory://").unwrap(), &layout).unwrap_err();
-    assert!(matches!(err, PipelineError::Weights(_)), "{err}");
+    assert!(
+        matches!(
+            err,
+            PipelineError::Weights(WeightsError::Missing {
+                component: Component::Unet,
+                ..
+            })
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("Sonic/unet.pth"), "{err}");
+    assert!(err.to_string().contains("LeonJoe13/Sonic"), "{err}");
+}
+
+#[test]
+fn the_builder_defaults_to_the_checkpoints_folder() {
+    // `Pipeline::new` is `Pipeline::builder(..).build()`: `./checkpoints`, whatever
+    // `SONIC_WEIGHTS` says (only `Pipeline::from_env` reads it).
+    let cpu = BackendChoice::parse("cpu", "f32").unwrap();
+    let builder = Pipeline::builder(cpu, Storage::open("memory://").unwrap());
+    let debug = format!("{builder:?}");
+    assert!(
+        debug.contains(r#"weights: Released("checkpoints")"#),
+        "{debug}"
+    );
 }

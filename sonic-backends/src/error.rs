@@ -19,7 +19,7 @@ pub enum BackendError {
         input: String,
     },
     /// An environment variable holds an invalid value.
-    #[error("environment variable {var}: {source}")]
+    #[error("environment variable {var} is invalid")]
     Env {
         /// The variable (`SONIC_DEVICE` or `SONIC_DTYPE`).
         var: &'static str,

@@ -23,7 +23,7 @@ pub enum MediaError {
         reason: String,
     },
     /// The audio is malformed: corrupt or truncated data.
-    #[error("{name}: cannot decode audio: {source}")]
+    #[error("{name}: cannot decode audio")]
     AudioDecode {
         /// The input's name.
         name: String,
@@ -37,8 +37,71 @@ pub enum MediaError {
         /// The input's name.
         name: String,
     },
+    /// The audio is longer than [`AudioLimits::max_duration_secs`](crate::AudioLimits), as its
+    /// header declares (`declared: true`, refused before decoding) or as decoding found
+    /// (`declared: false`, decoding stopped at the limit).
+    #[error(
+        "{name}: the audio lasts {}{seconds:.1} s{}, over the limit of {limit_secs} s",
+        if *declared { "" } else { "more than " },
+        if *declared { " (as its header declares)" } else { "" }
+    )]
+    AudioTooLong {
+        /// The input's name.
+        name: String,
+        /// The declared duration, or how far decoding went before it stopped.
+        seconds: f64,
+        /// Whether `seconds` is the duration the header declares.
+        declared: bool,
+        /// The limit, in seconds.
+        limit_secs: f64,
+    },
+    /// The audio is shorter than [`AudioLimits::min_duration_secs`](crate::AudioLimits): its
+    /// video's audio track would hold no whole AAC frame.
+    #[error("{name}: the audio lasts {seconds:.3} s, shorter than the minimum of {min_secs} s")]
+    AudioTooShort {
+        /// The input's name.
+        name: String,
+        /// The decoded duration.
+        seconds: f64,
+        /// The minimum, in seconds.
+        min_secs: f64,
+    },
+    /// A decoded sample is NaN or infinite (float PCM holding garbage).
+    #[error("{name}: sample {index} is not a finite number (NaN or infinity)")]
+    NonFiniteAudio {
+        /// The input's name.
+        name: String,
+        /// Index of the first such sample (after the mono mix).
+        index: usize,
+    },
+    /// The audio's sample rate is outside the accepted range (see
+    /// [`AudioLimits::with_sample_rates`](crate::AudioLimits::with_sample_rates)).
+    #[error("{name}: the audio's sample rate is {rate} Hz, outside {min}..={max} Hz")]
+    SampleRate {
+        /// The input's name.
+        name: String,
+        /// The file's sample rate, in Hz.
+        rate: u32,
+        /// The lowest accepted rate, in Hz.
+        min: u32,
+        /// The highest accepted rate, in Hz.
+        max: u32,
+    },
+    /// The picture's header declares a size over one of the [`ImageLimits`](crate::ImageLimits);
+    /// nothing was decoded.
+    #[error("{name}: the picture declares {width}x{height} pixels, over the {limit}")]
+    PictureTooLarge {
+        /// The input's name.
+        name: String,
+        /// The declared width.
+        width: u32,
+        /// The declared height.
+        height: u32,
+        /// The limit it is over.
+        limit: crate::limits::PictureLimit,
+    },
     /// The picture is malformed: corrupt or truncated data.
-    #[error("{name}: cannot decode picture: {source}")]
+    #[error("{name}: cannot decode picture")]
     ImageDecode {
         /// The input's name.
         name: String,
@@ -74,7 +137,7 @@ pub enum MediaError {
         message: String,
     },
     /// The face detector's model could not be read.
-    #[error("cannot read the face detector model: {0}")]
+    #[error("cannot read the face detector model")]
     FaceModel(#[source] std::io::Error),
     /// The H.264 encoder failed.
     #[error("H.264 encoder: {0}")]
@@ -101,10 +164,10 @@ pub enum MediaError {
         got_bytes: usize,
     },
     /// The MP4 muxer rejected a sample or could not write the file.
-    #[error("MP4 muxer: {0}")]
+    #[error("the MP4 muxer failed")]
     Mux(#[source] muxide::api::MuxerError),
     /// Writing the output failed.
-    #[error("writing the video: {0}")]
+    #[error("writing the video failed")]
     Io(#[source] std::io::Error),
 }
 

@@ -17,6 +17,8 @@ pub mod audio;
 mod error;
 pub mod face;
 pub mod image;
+pub mod limits;
 pub mod video;
 
 pub use error::MediaError;
+pub use limits::{AudioLimits, ImageLimits, LongAudio, PictureLimit};

@@ -64,7 +64,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum ParityError {
     /// A case file could not be read.
-    #[error("cannot read {}: {source}", file.display())]
+    #[error("cannot read {}", file.display())]
     Io {
         /// The file.
         file: PathBuf,
@@ -102,6 +102,35 @@ pub enum ParityError {
     /// The component itself failed.
     #[error("{0}")]
     Component(String),
+    /// The pipeline of an end-to-end case failed (bad settings, weights that do not load,
+    /// a render error).
+    #[error("the pipeline failed")]
+    Pipeline(#[source] Box<sonic::pipeline::PipelineError>),
+}
+
+impl From<sonic::pipeline::PipelineError> for ParityError {
+    fn from(error: sonic::pipeline::PipelineError) -> Self {
+        Self::Pipeline(Box::new(error))
+    }
+}
+
+/// A pass/fail check of a run that is not a tensor comparison: an expected tensor the run did
+/// not produce, a property of the written video.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    /// What was checked (a tensor name, `mp4` ...).
+    pub name: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// What was found.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verdict = if self.passed { "ok  " } else { "FAIL" };
+        write!(f, "{verdict} {:<32} {}", self.name, self.detail)
+    }
 }
 
 /// Error statistics of one output tensor against its reference.
@@ -219,6 +248,9 @@ pub struct ParityReport {
     pub tolerance_scale: f64,
     /// One entry per compared tensor.
     pub comparisons: Vec<Comparison>,
+    /// Checks that are not tensor comparisons (expected tensors the run did not produce,
+    /// properties of a written video).
+    pub checks: Vec<Check>,
 }
 
 impl ParityReport {
@@ -230,7 +262,17 @@ impl ParityReport {
             backend,
             tolerance_scale: options.tolerance_scale,
             comparisons: Vec::new(),
+            checks: Vec::new(),
         }
+    }
+
+    /// Records a check that is not a tensor comparison.
+    pub fn check_that(&mut self, name: impl Into<String>, passed: bool, detail: impl Into<String>) {
+        self.checks.push(Check {
+            name: name.into(),
+            passed,
+            detail: detail.into(),
+        });
     }
 
     /// Compares a produced tensor with the case's tensor of the same name, at the case's
@@ -257,9 +299,12 @@ impl ParityReport {
         self.check(case, name, &HostTensor::from_tensor(got))
     }
 
-    /// Whether every comparison passed (and there was at least one).
+    /// Whether every comparison and every check passed (and there was at least one
+    /// comparison).
     pub fn passed(&self) -> bool {
-        !self.comparisons.is_empty() && self.comparisons.iter().all(Comparison::passed)
+        !self.comparisons.is_empty()
+            && self.comparisons.iter().all(Comparison::passed)
+            && self.checks.iter().all(|c| c.passed)
     }
 }
 
@@ -274,6 +319,9 @@ impl std::fmt::Display for ParityReport {
             if self.passed() { "PASS" } else { "FAIL" }
         )?;
         for c in &self.comparisons {
+            writeln!(f, "  {c}")?;
+        }
+        for c in &self.checks {
             writeln!(f, "  {c}")?;
         }
         Ok(())

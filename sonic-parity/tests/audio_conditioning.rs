@@ -13,7 +13,7 @@ use sonic_core::models::audio_adapters::{
 use sonic_core::models::clip::load_clip_vision_dir;
 use sonic_core::models::whisper::{WhisperError, load_whisper_encoder_dir};
 use sonic_core::weights::LoadOptions;
-use sonic_parity::{Case, ParityOptions, ParityReport};
+use sonic_parity::Case;
 
 type B = TestBackend;
 
@@ -84,7 +84,7 @@ fn windowing_matches_reference() {
     assert_eq!(frames, 33);
     let conditioning = models.condition(&states, clip_embeds.clone()).unwrap();
 
-    let mut report = ParityReport::new(&case, "flex".into(), &ParityOptions::default());
+    let mut report = common::new_report(&case);
     let mut check =
         |name: &str, tensor: Tensor<B, 4>| report.check_tensor(&case, name, tensor).unwrap();
     check(
@@ -103,7 +103,7 @@ fn windowing_matches_reference() {
         .check_tensor(&case, "clip_image_embeds", clip_embeds)
         .unwrap();
     assert_eq!(report.comparisons.len(), 8);
-    assert!(report.passed(), "{report}");
+    common::assert_passed(&report);
 }
 
 #[test]

@@ -7,38 +7,11 @@ mod common;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::Backend;
 use burn::tensor::Tensor;
-use common::{TestBackend, golden};
+use common::{TestBackend, reference_keys};
 use sonic_core::models::audio_adapters::{Audio2BucketConfig, Audio2TokenConfig};
 use sonic_core::models::clip::ClipVisionConfig;
 use sonic_core::models::whisper::WhisperEncoderConfig;
-use sonic_core::weights::{ParamSpec, param_specs};
-
-/// Reads `key<TAB>(d0, d1, ...)` lines.
-fn reference_keys(file: &str) -> Vec<ParamSpec> {
-    let path = golden("keys").join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| {
-            let (key, shape) = line
-                .split_once('\t')
-                .unwrap_or_else(|| panic!("malformed line `{line}`"));
-            let shape = shape
-                .trim()
-                .trim_start_matches('(')
-                .trim_end_matches(')')
-                .split(',')
-                .map(str::trim)
-                .filter(|d| !d.is_empty())
-                .map(|d| d.parse().unwrap_or_else(|e| panic!("`{line}`: {e}")))
-                .collect();
-            ParamSpec {
-                key: key.to_string(),
-                shape,
-            }
-        })
-        .collect()
-}
+use sonic_core::weights::param_specs;
 
 #[derive(Default)]
 struct CountInitialized {

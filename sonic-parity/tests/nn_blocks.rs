@@ -11,7 +11,7 @@ use sonic_core::nn::resnet::{
     MergeStrategy, ResnetBlock2DConfig, SpatioTemporalResBlockConfig, TemporalResnetBlockConfig,
 };
 use sonic_core::weights::{Checkpoint, LoadOptions, load_module};
-use sonic_parity::{Case, ParityOptions, ParityReport};
+use sonic_parity::Case;
 
 type B = TestBackend;
 
@@ -35,11 +35,11 @@ fn input<const D: usize>(case: &Case, name: &str) -> Tensor<B, D> {
 }
 
 fn assert_matches<const D: usize>(case: &Case, name: &str, got: Tensor<B, D>) {
-    let mut report = ParityReport::new(case, "flex".into(), &ParityOptions::default());
+    let mut report = common::new_report(case);
     report
         .check_tensor(case, &format!("{name}.out"), got)
         .unwrap();
-    assert!(report.passed(), "{report}");
+    common::assert_passed(&report);
 }
 
 #[test]
@@ -127,7 +127,7 @@ fn mixing_direction_matters() {
         "st_vae",
     );
     let out = block.forward(input(&case, "st_vae.x"), None, 5);
-    let mut report = ParityReport::new(&case, "flex".into(), &ParityOptions::default());
+    let mut report = common::new_report(&case);
     report.check_tensor(&case, "st_vae.out", out).unwrap();
     assert!(
         !report.passed(),

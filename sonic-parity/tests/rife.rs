@@ -4,12 +4,12 @@
 mod common;
 
 use burn::tensor::{DType, Tensor, Tolerance};
-use common::{TestBackend as B, assert_case_passes, golden};
+use common::{TestBackend as B, assert_case_passes, golden, reference_keys};
 use sonic_core::models::rife::{
     BLOCK_TEA_DROPPED, FrameInterpolator, RifeConfig, RifeError, load_rife, rife_key_action,
 };
 use sonic_core::weights::{KeyAction, KeyProblem, LoadError, LoadOptions, ParamSpec, param_specs};
-use sonic_parity::{Case, ParityOptions, ParityReport};
+use sonic_parity::Case;
 
 fn tiny() -> RifeConfig {
     RifeConfig::new().with_c(16)
@@ -25,19 +25,12 @@ fn rife_matches_reference() {
 fn full_size_parameters_match_the_released_key_list() {
     let model = RifeConfig::sonic().init::<B>(&common::device());
     let specs = param_specs::<B, _>(&model);
-    let tsv = std::fs::read_to_string(golden("keys").join("rife_keys.tsv")).unwrap();
     let (mut kept, mut dropped) = (Vec::new(), Vec::new());
-    for line in tsv.lines().filter(|l| !l.is_empty()) {
-        let (key, shape) = line.split_once('\t').unwrap();
-        let shape: Vec<usize> = shape
-            .trim_matches(|c| c == '(' || c == ')')
-            .split(',')
-            .filter_map(|d| d.trim().parse().ok())
-            .collect();
+    for ParamSpec { key, shape } in reference_keys("rife_keys.tsv") {
         // The file stores every key behind the DataParallel prefix.
         match rife_key_action(&format!("module.{key}")) {
             KeyAction::Keep(path) => kept.push(ParamSpec { key: path, shape }),
-            KeyAction::Drop(reason) => dropped.push((key.to_string(), reason)),
+            KeyAction::Drop(reason) => dropped.push((key, reason)),
         }
     }
     assert_eq!(kept.len() + dropped.len(), 160);
@@ -159,7 +152,7 @@ fn pipeline_rife_stage_matches_reference() {
         case.tensor("num_final_frames").unwrap().to_i64_vec()[0]
     );
     let middles: Vec<_> = out.iter().skip(1).step_by(2).cloned().collect();
-    let mut report = ParityReport::new(&case, "flex".into(), &ParityOptions::default());
+    let mut report = common::new_report(&case);
     report
         .check_tensor(&case, "rife_middle_frames", Tensor::stack::<5>(middles, 2))
         .unwrap();
@@ -168,7 +161,7 @@ fn pipeline_rife_stage_matches_reference() {
     Tensor::stack::<5>(kept, 2)
         .into_data()
         .assert_eq(&decoded.into_data(), true);
-    assert!(report.passed(), "{report}");
+    common::assert_passed(&report);
 }
 
 #[test]

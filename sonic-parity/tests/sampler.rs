@@ -12,7 +12,7 @@ use sonic_core::sampler::{
     Conditioning, Denoiser, EulerEdmScheduler, LoopObserver, NoiseSource, Sampler, SamplerConfig,
     SamplerError, SchedulerConfig, Unobserved, WindowDone, WindowInput, initial_latents,
 };
-use sonic_parity::{Case, ParityOptions, ParityReport};
+use sonic_parity::{Case, ParityReport};
 
 struct Fixture {
     case: Case,
@@ -36,7 +36,7 @@ impl Fixture {
     }
 
     fn report(&self) -> ParityReport {
-        ParityReport::new(&self.case, "flex".into(), &ParityOptions::default())
+        common::new_report(&self.case)
     }
 
     fn conditioning(&self) -> Conditioning<B> {
@@ -145,7 +145,7 @@ fn conditioning_matches_the_pipelines_cfg_tensors() {
     report
         .check_tensor(&f.case, "image_latents", cond.image_latents_cfg())
         .unwrap();
-    assert!(report.passed(), "{report}");
+    common::assert_passed(&report);
 }
 
 #[test]
@@ -163,7 +163,7 @@ fn schedule_and_initial_latents_match() {
     report
         .check_tensor(&f.case, "initial_latents", f.initial_latents())
         .unwrap();
-    assert!(report.passed(), "{report}");
+    common::assert_passed(&report);
 }
 
 #[test]
@@ -275,7 +275,7 @@ fn denoising_loop_replays_the_reference_step_by_step() {
     }
     assert_eq!(recorder.step_latents.len(), 4);
     check(&mut report, "latents_after_step_3", final_latents);
-    assert!(report.passed(), "{report}");
+    common::assert_passed(&report);
 
     // The UNet sample: scaled window latents, then the image latents [zeros, z, z] on channels.
     let first = &replay.inputs[0];

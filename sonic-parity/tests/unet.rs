@@ -3,11 +3,11 @@
 
 mod common;
 
-use common::{TestBackend, assert_case_passes, golden};
-use sonic_core::models::unet::{FaceMask, UNetConfig, load_unet};
+use common::{TestBackend, assert_case_passes, golden, reference_keys};
+use sonic_core::models::unet::{FaceMask, UNetConfig, UNetInput, load_unet};
 use sonic_core::nn::attention::AttentionChunking;
 use sonic_core::weights::{LoadError, LoadOptions, param_specs};
-use sonic_parity::{Case, ParityOptions, ParityReport};
+use sonic_parity::Case;
 
 #[test]
 fn unet_matches_reference() {
@@ -41,16 +41,18 @@ fn tightly_chunked_unet_matches_reference() {
     )
     .unwrap();
     let output = model.forward(
-        case.input("sample", &device).unwrap(),
-        case.input("timestep", &device).unwrap(),
-        case.input("clip_context", &device).unwrap(),
-        case.input("audio_context", &device).unwrap(),
-        case.input("added_time_ids", &device).unwrap(),
-        Some(&mask),
+        UNetInput::new(
+            case.input("sample", &device).unwrap(),
+            case.input("timestep", &device).unwrap(),
+            case.input("clip_context", &device).unwrap(),
+            case.input("audio_context", &device).unwrap(),
+            case.input("added_time_ids", &device).unwrap(),
+        )
+        .with_face_mask(&mask),
     );
-    let mut parity = ParityReport::new(&case, "flex".into(), &ParityOptions::default());
+    let mut parity = common::new_report(&case);
     parity.check_tensor(&case, "output", output).unwrap();
-    assert!(parity.passed(), "{parity}");
+    common::assert_passed(&parity);
 }
 
 #[test]
@@ -63,19 +65,9 @@ fn mask_downsample_matches_reference() {
 /// lazily initialised full-size model: nothing of its 1.5 B parameters is allocated.
 #[test]
 fn full_size_keys_and_shapes_match_the_release() {
-    let tsv = std::fs::read_to_string(golden("keys").join("unet_pth_keys.tsv")).unwrap();
-    let expected: Vec<(String, Vec<usize>)> = tsv
-        .lines()
-        .map(|line| {
-            let (key, shape) = line.split_once('\t').unwrap();
-            let shape = shape
-                .trim_matches(|c| c == '(' || c == ')')
-                .split(',')
-                .filter(|s| !s.trim().is_empty())
-                .map(|s| s.trim().parse().unwrap())
-                .collect();
-            (key.to_string(), shape)
-        })
+    let expected: Vec<(String, Vec<usize>)> = reference_keys("unet_pth_keys.tsv")
+        .into_iter()
+        .map(|spec| (spec.key, spec.shape))
         .collect();
     assert_eq!(expected.len(), 1492);
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 
 use burn::tensor::{Distribution, Tensor};
-use common::{TestBackend, assert_case_passes, golden};
+use common::{TestBackend, assert_case_passes, golden, reference_keys};
 use sonic_core::models::vae::{
     AutoencoderKLTemporalDecoderConfig, DEFAULT_DECODE_CHUNK_SIZE, VaeError, load_vae,
 };
@@ -24,18 +24,9 @@ fn vae_matches_reference() {
 
 /// `fixtures/golden/keys/vae_keys.tsv` as key -> shape.
 fn real_keys() -> BTreeMap<String, Vec<usize>> {
-    let text = std::fs::read_to_string(golden("keys").join("vae_keys.tsv")).unwrap();
-    text.lines()
-        .map(|line| {
-            let (key, shape) = line.split_once('\t').expect("key<TAB>shape");
-            let shape = shape
-                .trim_matches(|c| c == '(' || c == ')')
-                .split(',')
-                .filter(|s| !s.trim().is_empty())
-                .map(|s| s.trim().parse().unwrap())
-                .collect();
-            (key.to_string(), shape)
-        })
+    reference_keys("vae_keys.tsv")
+        .into_iter()
+        .map(|spec| (spec.key, spec.shape))
         .collect()
 }
 
@@ -236,7 +227,7 @@ fn fp16_weights_load_as_f16_on_request_and_decode_close_to_f32() {
 fn chunked_decode_reproduces_the_pipelines_decoded_frames() {
     // pipeline_e2e decodes its 33 final latents with decode_chunk_size 8: chunks of 8, 8, 8, 8
     // and 1 frame, then `(x * 0.5 + 0.5).clamp(0, 1)` (Sonic's test()).
-    use sonic_parity::{ParityOptions, ParityReport};
+    use sonic_parity::ParityOptions;
     let device = common::device();
     let model = fixture_model();
     let case = Case::open(golden("pipeline_e2e")).unwrap();
@@ -254,9 +245,10 @@ fn chunked_decode_reproduces_the_pipelines_decoded_frames() {
     };
     // The case's tolerance (abs 1e-2) is for the whole pipeline; the decode alone is held to
     // 1/50 of it (abs 2e-4), tight enough to tell chunk borders apart.
+    let run = common::parity_options();
     let options = ParityOptions {
-        tolerance_scale: 0.02,
-        ..ParityOptions::default()
+        tolerance_scale: 0.02 * run.tolerance_scale,
+        ..run
     };
 
     let chunks = model
@@ -264,17 +256,17 @@ fn chunked_decode_reproduces_the_pipelines_decoded_frames() {
         .unwrap();
     assert_eq!(chunks.len(), 5);
     let decoded = Tensor::cat(chunks.map(|chunk| chunk.frames).collect(), 0); // [N, 3, H, W]
-    let mut report = ParityReport::new(&case, "flex".into(), &options);
+    let mut report = common::new_report_with(&case, &options);
     report
         .check_tensor(&case, "decoded_frames", to_video(decoded))
         .unwrap();
-    assert!(report.passed(), "{report}");
+    common::assert_passed(&report);
 
     // One temporal context for all 33 frames is measurably different.
     let unchunked = model
         .decode(latents.mul_scalar(1.0 / model.scaling_factor()), frames)
         .unwrap();
-    let mut report = ParityReport::new(&case, "flex".into(), &options);
+    let mut report = common::new_report_with(&case, &options);
     report
         .check_tensor(&case, "decoded_frames", to_video(unchunked))
         .unwrap();

@@ -5,11 +5,12 @@ mod common;
 
 use burn::tensor::Tensor;
 use common::{TestBackend, assert_case_passes, golden};
+use sonic_core::models::ConfigError;
 use sonic_core::models::whisper::{
     WhisperEncoderConfig, WhisperError, load_whisper_encoder, load_whisper_encoder_dir,
 };
 use sonic_core::weights::{LoadError, LoadOptions};
-use sonic_parity::{Case, ParityOptions, ParityReport};
+use sonic_parity::Case;
 
 #[test]
 fn whisper_encoder_matches_reference() {
@@ -61,11 +62,11 @@ fn pytorch_bin_loads_the_same_encoder() {
     let case = Case::open(golden("whisper_encoder")).unwrap();
     let mel: Tensor<TestBackend, 3> = case.input("input_features", &device).unwrap();
     let output = model.forward(mel).unwrap();
-    let mut parity = ParityReport::new(&case, "flex".into(), &ParityOptions::default());
+    let mut parity = common::new_report(&case);
     parity
         .check_tensor(&case, "hidden_states_stacked", output.hidden_states)
         .unwrap();
-    assert!(parity.passed(), "{parity}");
+    common::assert_passed(&parity);
 }
 
 #[test]
@@ -105,7 +106,13 @@ fn unsupported_activation_is_a_config_error() {
     std::fs::write(&path, r#"{"d_model": 32, "activation_function": "relu"}"#).unwrap();
     let err = WhisperEncoderConfig::from_hf_config(&path).unwrap_err();
     assert!(
-        matches!(&err, LoadError::Config { message, .. } if message.contains("relu")),
+        matches!(
+            &err,
+            LoadError::Config {
+                source: ConfigError::Unsupported { field: "activation_function", value, .. },
+                ..
+            } if value.contains("relu")
+        ),
         "{err}"
     );
 }

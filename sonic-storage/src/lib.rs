@@ -54,6 +54,8 @@
 //! - `s3` (default): `s3://` and `oss://` stores.
 //! - `gcp`: `gs://` stores.
 //! - `azure`: `az://` stores.
+//! - `integration`: the conformance suite as public functions ([`integration`]), to run against
+//!   your own stores from your tests.
 //!
 //! HTTP stores use `reqwest` with `rustls` on the `ring` crypto provider (no C toolchain for
 //! aws-lc). Building a store installs `ring` as the process-wide rustls provider unless another
@@ -69,6 +71,8 @@ mod config;
 mod content_type;
 mod error;
 mod ids;
+#[cfg(feature = "integration")]
+pub mod integration;
 mod key;
 mod manifest;
 mod object;

@@ -26,6 +26,8 @@ pub enum JobStatus {
     Succeeded,
     /// The job stopped with an error (see [`JobManifest::error`]).
     Failed,
+    /// The job was cancelled before it finished ([`JobManifest::error`] says where).
+    Cancelled,
 }
 
 /// One object a job read or wrote.
@@ -191,6 +193,13 @@ impl JobManifest {
     /// Status [`JobStatus::Failed`] with `failure`, finished now.
     pub fn mark_failed(&mut self, failure: JobFailure) {
         self.status = JobStatus::Failed;
+        self.finished_at = Some(Utc::now());
+        self.error = Some(failure);
+    }
+
+    /// Status [`JobStatus::Cancelled`], `failure` saying where, finished now.
+    pub fn mark_cancelled(&mut self, failure: JobFailure) {
+        self.status = JobStatus::Cancelled;
         self.finished_at = Some(Utc::now());
         self.error = Some(failure);
     }

@@ -1,6 +1,6 @@
 //! Fault tests against a real S3 server: the server dies in the middle of a multipart upload.
 //!
-//! Each test starts and kills its own `s3s-fs` on a free port (never CI's shared server).
+//! Each test starts and stops its own in-process S3 server on a free port (never a shared one).
 
 mod common;
 
@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{INPUT_BUCKET, OUTPUT_BUCKET, S3Server, S3Target, pattern, run_prefix};
+use common::{INPUT_BUCKET, OUTPUT_BUCKET, S3Server, S3Target, run_prefix};
 use futures::StreamExt;
+use sonic_storage::integration::pattern;
 use sonic_storage::object_store::{BackoffConfig, RetryConfig};
 use sonic_storage::{
     Addressing, Body, InputKind, JobRef, MIN_PART_SIZE, ObjectInfo, ObjectKey, ObjectStorage,

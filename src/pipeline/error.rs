@@ -1,4 +1,8 @@
 //! Everything that can stop a job, as one matchable enum.
+//!
+//! One policy for error sources: a wrapped error is kept as `#[source]` (or forwarded whole with
+//! `#[error(transparent)]`) and never also printed in the message; a report walks the chain
+//! (the manifest records it as the failure's causes).
 
 use sonic_core::audio_conditioning::AudioConditioningError;
 use sonic_core::models::clip::ClipError;
@@ -10,6 +14,7 @@ use sonic_core::weights::LoadError;
 use sonic_media::MediaError;
 use sonic_storage::StorageError;
 
+use super::component::Component;
 use super::memory::{MemoryEstimate, human_bytes};
 use super::params::ParamError;
 use super::progress::Stage;
@@ -68,10 +73,10 @@ pub enum PipelineError {
     #[error(transparent)]
     Weights(#[from] WeightsError),
     /// A checkpoint did not load.
-    #[error("loading {component}: {source}")]
+    #[error("loading {component}")]
     Load {
-        /// The component (`unet`, `vae` ...).
-        component: &'static str,
+        /// The component.
+        component: Component,
         /// The loader's error.
         #[source]
         source: LoadError,
@@ -101,7 +106,7 @@ pub enum PipelineError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// A local file (the temporary video, a checkpoint being hashed) failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,

@@ -3,6 +3,10 @@
 //!
 //! The video streams to a temporary file and is uploaded only when the render succeeded, so a
 //! failed or cancelled job leaves no video object; its manifest records the error.
+//!
+//! Where the weights come from is explicit: [`Pipeline::new`] loads `./checkpoints`,
+//! [`Pipeline::builder`] takes any [`WeightsSource`] (a folder, the demo layout, the Hugging
+//! Face hub), and [`Pipeline::from_env`] reads the environment variables it documents.
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -19,6 +23,7 @@ use sonic_storage::{
     Storage,
 };
 
+use super::component::Component;
 use super::error::PipelineError;
 use super::hashing::ChecksumCache;
 use super::manifest::ManifestRecorder;
@@ -27,12 +32,14 @@ use super::models::SonicModels;
 use super::params::GenerationParams;
 use super::progress::{CancellationToken, Progress, ProgressFn, Stage, StageClock};
 use super::render::{NamedBytes, RenderControl, RenderInputs, RenderOutput};
-use super::stages::StageObserver;
+use super::source::WeightsSource;
+use super::stages::{StageObserver, StageTensor};
 use super::weights::WeightsLayout;
 
-/// Environment variable naming the weights folder of [`Pipeline::new`] (default
-/// `./checkpoints`, the folder Sonic's README uses).
-pub const WEIGHTS_ENV: &str = "SONIC_WEIGHTS";
+/// Environment variable naming the job store of [`Pipeline::from_env`]: a store URL as
+/// [`Storage::open`] takes it (`./sonic-data`, `s3://bucket/prefix`, `memory://` ...).
+/// Unset or empty: `./sonic-data`.
+pub const STORE_ENV: &str = "SONIC_STORE";
 
 /// One job: which inputs (by job id) and how to generate.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,13 +164,13 @@ impl BackendFn for LoadModels<'_> {
 struct SharedStages(Arc<Mutex<dyn StageObserver>>);
 
 impl StageObserver for SharedStages {
-    fn wants(&self, name: &str) -> bool {
-        self.0.lock().map(|o| o.wants(name)).unwrap_or(false)
+    fn wants(&self, stage: StageTensor) -> bool {
+        self.0.lock().map(|o| o.wants(stage)).unwrap_or(false)
     }
 
-    fn record(&mut self, name: &str, tensor: TensorData) {
+    fn record(&mut self, stage: StageTensor, tensor: TensorData) {
         if let Ok(mut observer) = self.0.lock() {
-            observer.record(name, tensor);
+            observer.record(stage, tensor);
         }
     }
 }
@@ -177,7 +184,8 @@ impl StageObserver for SharedStages {
 /// use sonic::storage::{JobRef, Storage};
 ///
 /// let store = Storage::open("./sonic-data")?;
-/// // Weights from $SONIC_WEIGHTS or ./checkpoints (see `WeightsLayout::released`).
+/// // The released weights in ./checkpoints (see `WeightsLayout::released`); any other
+/// // source through `Pipeline::builder(..).weights(..)`.
 /// let pipeline = Pipeline::new(BackendChoice::auto()?, store)?;
 /// let job = JobRequest::new(JobRef::parse("acme", "job-1")?, GenerationParams::default());
 /// let outcome = pipeline.generate(&job).await?;
@@ -188,10 +196,133 @@ impl StageObserver for SharedStages {
 pub struct Pipeline {
     engine: Arc<dyn Engine>,
     storage: Storage,
-    checkpoints: Vec<(&'static str, PathBuf)>,
+    checkpoints: Vec<(Component, PathBuf)>,
     checksums: Arc<ChecksumCache>,
     detector: Arc<dyn FaceDetector>,
     description: String,
+}
+
+/// Builds a [`Pipeline`]: the backend, the store, where the weights come from (default
+/// `./checkpoints` in the released layout), and optionally the face detector and a persistent
+/// checksum cache. From [`Pipeline::builder`].
+///
+/// ```no_run
+/// # fn run() -> Result<(), sonic::pipeline::PipelineError> {
+/// use sonic::backends::BackendChoice;
+/// use sonic::pipeline::{HubSource, Pipeline, WeightsSource};
+/// use sonic::storage::Storage;
+///
+/// let hub = HubSource::new("/var/cache/huggingface/hub");
+/// let pipeline = Pipeline::builder(BackendChoice::auto()?, Storage::open("./sonic-data")?)
+///     .weights(WeightsSource::Hub(hub))
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until `build`"]
+pub struct PipelineBuilder {
+    backend: BackendChoice,
+    storage: Storage,
+    weights: WeightsSource,
+    detector: Option<Arc<dyn FaceDetector>>,
+    checksum_cache: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for PipelineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineBuilder")
+            .field("backend", &self.backend)
+            .field("storage", &self.storage)
+            .field("weights", &self.weights)
+            .field("detector", &self.detector.is_some())
+            .field("checksum_cache", &self.checksum_cache)
+            .finish()
+    }
+}
+
+impl PipelineBuilder {
+    /// Loads the weights from `source`.
+    pub fn weights(mut self, source: impl Into<WeightsSource>) -> Self {
+        self.weights = source.into();
+        self
+    }
+
+    /// Finds faces with `detector` (default: the bundled SeetaFace detector).
+    pub fn face_detector(mut self, detector: Arc<dyn FaceDetector>) -> Self {
+        self.detector = Some(detector);
+        self
+    }
+
+    /// Caches checkpoint digests in the JSON file `path` too (see
+    /// [`Pipeline::with_checksum_cache`]).
+    pub fn checksum_cache(mut self, path: impl Into<PathBuf>) -> Self {
+        self.checksum_cache = Some(path.into());
+        self
+    }
+
+    /// Resolves the weights (for the hub: fetches what the cache lacks) and loads the models.
+    /// Blocking (seconds, or the download): from async code use
+    /// [`PipelineBuilder::build_async`] or call it in `spawn_blocking`.
+    ///
+    /// # Errors
+    /// [`PipelineError::Weights`] for a missing or unfetchable file, [`PipelineError::Load`]
+    /// for one that does not load, [`PipelineError::Backend`] if the device cannot run.
+    pub fn build(self) -> Result<Pipeline, PipelineError> {
+        let layout = self.weights.resolve_blocking()?;
+        self.load(&layout)
+    }
+
+    /// [`PipelineBuilder::build`] from async code: the hub is fetched on this runtime and the
+    /// models load on its blocking pool.
+    ///
+    /// # Errors
+    /// As [`PipelineBuilder::build`].
+    pub async fn build_async(self) -> Result<Pipeline, PipelineError> {
+        let layout = self.weights.resolve().await?;
+        tokio::task::spawn_blocking(move || self.load(&layout))
+            .await
+            .map_err(|e| PipelineError::Internal(format!("loading task: {e}")))?
+    }
+
+    fn load(self, layout: &WeightsLayout) -> Result<Pipeline, PipelineError> {
+        let checkpoints = layout.checkpoint_files()?;
+        let backend = self.backend;
+        let (engine, description) = backend.run(LoadModels { layout })??;
+        let detector: Arc<dyn FaceDetector> = match self.detector {
+            Some(detector) => detector,
+            None => Arc::new(SeetaFaceDetector::bundled()?),
+        };
+        let checksums = match self.checksum_cache {
+            Some(path) => ChecksumCache::persistent(path),
+            None => ChecksumCache::in_memory(),
+        };
+        Ok(Pipeline {
+            engine,
+            storage: self.storage,
+            checkpoints,
+            checksums: Arc::new(checksums),
+            detector,
+            description: format!("{backend} ({description})"),
+        })
+    }
+}
+
+/// Cancels the job's token when the `generate` future is dropped before the job finished;
+/// the job's task then stops at its next check and records `cancelled`.
+struct CancelOnDrop(Option<CancellationToken>);
+
+impl CancelOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(token) = self.0.take() {
+            tracing::info!("generate dropped before the job finished: cancelling it");
+            token.cancel();
+        }
+    }
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -205,9 +336,10 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
-    /// Loads the released checkpoints from `$SONIC_WEIGHTS` (default `./checkpoints`, laid out
-    /// as [`WeightsLayout::released`] describes) onto `backend`'s device and precision, with
-    /// `store` holding the jobs.
+    /// Loads the released checkpoints in `./checkpoints` (the folder Sonic's README uses, laid
+    /// out as [`WeightsLayout::released`] describes) onto `backend`'s device and precision,
+    /// with `store` holding the jobs. Reads no environment variable: for other weights use
+    /// [`Pipeline::builder`], for the variables [`Pipeline::from_env`].
     ///
     /// Loading takes the weights' size in memory and some seconds; build one pipeline per
     /// process and run every job through it. Jobs run one at a time per pipeline (the memory
@@ -217,13 +349,51 @@ impl Pipeline {
     /// [`PipelineError::Weights`] for a missing file, [`PipelineError::Load`] for one that
     /// does not load, [`PipelineError::Backend`] if the device cannot run.
     pub fn new(backend: BackendChoice, store: Storage) -> Result<Self, PipelineError> {
-        let dir = std::env::var_os(WEIGHTS_ENV)
-            .map_or_else(|| PathBuf::from("checkpoints"), PathBuf::from);
-        Self::with_weights(backend, store, &WeightsLayout::released(dir))
+        Self::builder(backend, store).build()
+    }
+
+    /// A [`PipelineBuilder`] on `backend` and `store`, with the weights of `./checkpoints`
+    /// until [`PipelineBuilder::weights`] names others.
+    pub fn builder(backend: BackendChoice, store: Storage) -> PipelineBuilder {
+        PipelineBuilder {
+            backend,
+            storage: store,
+            weights: WeightsSource::released("checkpoints"),
+            detector: None,
+            checksum_cache: None,
+        }
+    }
+
+    /// A pipeline configured by the environment:
+    ///
+    /// - `SONIC_DEVICE` and `SONIC_DTYPE`: the backend ([`BackendChoice::from_env`]; default
+    ///   the fastest device present, f32);
+    /// - `SONIC_STORE` ([`STORE_ENV`]): the job store URL (default `./sonic-data`; the store's
+    ///   credentials come from its own variables, see [`Storage::open`]);
+    /// - `SONIC_WEIGHTS` ([`WEIGHTS_ENV`](super::WEIGHTS_ENV)): a released-layout folder,
+    ///   `demo:DIR`, or `hub` (default `./checkpoints`); for `hub` also `HF_ENDPOINT`,
+    ///   `HF_HUB_CACHE`/`HF_HOME`, `HF_HUB_OFFLINE` and `HF_TOKEN` ([`super::HubSource::from_env`]).
+    ///
+    /// Blocking, as [`PipelineBuilder::build`].
+    ///
+    /// # Errors
+    /// [`PipelineError::Backend`] for a bad device variable, [`PipelineError::Storage`] for a
+    /// bad store URL, then as [`PipelineBuilder::build`].
+    pub fn from_env() -> Result<Self, PipelineError> {
+        let backend = BackendChoice::from_env()?;
+        let url = std::env::var(STORE_ENV)
+            .ok()
+            .filter(|url| !url.trim().is_empty())
+            .unwrap_or_else(|| "./sonic-data".to_owned());
+        let store = Storage::open(&url)?;
+        Self::builder(backend, store)
+            .weights(WeightsSource::from_env())
+            .build()
     }
 
     /// [`Pipeline::new`] with the weights of `layout` (e.g. [`WeightsLayout::released`] of a
-    /// `--weights` folder, or [`WeightsLayout::demo`]).
+    /// `--weights` folder, or [`WeightsLayout::demo`]); short for
+    /// `Pipeline::builder(backend, store).weights(layout.clone()).build()`.
     ///
     /// # Errors
     /// As [`Pipeline::new`].
@@ -232,16 +402,7 @@ impl Pipeline {
         store: Storage,
         layout: &WeightsLayout,
     ) -> Result<Self, PipelineError> {
-        let checkpoints = layout.checkpoint_files()?;
-        let (engine, description) = backend.run(LoadModels { layout })??;
-        Ok(Self {
-            engine,
-            storage: store,
-            checkpoints,
-            checksums: Arc::new(ChecksumCache::in_memory()),
-            detector: Arc::new(SeetaFaceDetector::bundled()?),
-            description: format!("{backend} ({description})"),
-        })
+        Self::builder(backend, store).load(layout)
     }
 
     /// A pipeline over models already loaded on a backend (see
@@ -252,7 +413,7 @@ impl Pipeline {
     pub fn from_models<B: Backend>(
         models: SonicModels<B>,
         storage: Storage,
-        checkpoints: Vec<(&'static str, PathBuf)>,
+        checkpoints: Vec<(Component, PathBuf)>,
     ) -> Result<Self, PipelineError> {
         let description = format!("{} {:?}", B::name(&models.device), models.dtype);
         Ok(Self {
@@ -310,12 +471,10 @@ impl Pipeline {
             params,
             inputs,
             sink,
-            RenderControl {
-                progress: control.progress,
-                cancel: control.cancel,
-                stages: shared.as_mut().map(|s| s as &mut dyn StageObserver),
-                face_detector: self.detector.as_ref(),
-            },
+            RenderControl::new(self.detector.as_ref())
+                .with_progress(control.progress)
+                .with_cancel(control.cancel)
+                .with_stages(shared.as_mut().map(|s| s as &mut dyn StageObserver)),
         )
     }
 
@@ -333,12 +492,38 @@ impl Pipeline {
     /// (create-only) and completes the manifest with parameters, seed, input and output
     /// records, checkpoint hashes and timings.
     ///
-    /// The compute runs on tokio's blocking pool; this future only awaits it.
+    /// The job runs as a tokio task (its compute on the blocking pool); this future only
+    /// awaits it, so it needs a tokio runtime. **Dropping the future cancels the job**: it
+    /// cancels `control.cancel` (share a token between jobs only if they should stop
+    /// together), and the task stops at its next check, records `status: cancelled` in the
+    /// manifest and writes no video.
     ///
     /// # Errors
     /// Every [`PipelineError`]. After the claim, a failure is recorded in the manifest
-    /// (`status: failed`, the error and its causes) and no video object is written.
+    /// (`status: failed`, or `cancelled` for [`PipelineError::Cancelled`], with the error and
+    /// its causes) and no video object is written.
     pub async fn generate_with(
+        &self,
+        job: &JobRequest,
+        control: JobControl,
+    ) -> Result<JobOutcome, PipelineError> {
+        // The job runs as a task of its own, so that dropping this future stops it cleanly:
+        // the guard cancels the token, the task stops at its next check and records
+        // `cancelled` in the manifest.
+        let guard = CancelOnDrop(Some(control.cancel.clone()));
+        let pipeline = self.clone();
+        let request = job.clone();
+        let task = tokio::spawn(async move { pipeline.run_job(&request, control).await });
+        let result = task.await;
+        guard.disarm();
+        match result {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(PipelineError::Internal(format!("job task: {e}"))),
+        }
+    }
+
+    async fn run_job(
         &self,
         job: &JobRequest,
         control: JobControl,
@@ -359,7 +544,12 @@ impl Pipeline {
                 })
             }
             Err(error) => {
-                let manifest = recorder.fail(JobFailure::from_error(&error));
+                let failure = JobFailure::from_error(&error);
+                let manifest = if matches!(error, PipelineError::Cancelled { .. }) {
+                    recorder.cancel(failure)
+                } else {
+                    recorder.fail(failure)
+                };
                 if let Err(write) = self.storage.write_manifest(&manifest).await {
                     tracing::error!(job = %job.job, error = %write, "cannot record the failure in the manifest");
                 }
@@ -456,12 +646,10 @@ impl Pipeline {
                 &params,
                 RenderInputs::new(picture, audio),
                 &mut sink,
-                RenderControl {
-                    progress: render_control.progress,
-                    cancel: render_control.cancel,
-                    stages: shared.as_mut().map(|s| s as &mut dyn StageObserver),
-                    face_detector: detector.as_ref(),
-                },
+                RenderControl::new(detector.as_ref())
+                    .with_progress(render_control.progress)
+                    .with_cancel(render_control.cancel)
+                    .with_stages(shared.as_mut().map(|s| s as &mut dyn StageObserver)),
             )?;
             let file = sink.into_inner().map_err(|e| PipelineError::Io {
                 what: "writing the video".into(),

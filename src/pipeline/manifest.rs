@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use sonic_storage::{JobFailure, JobManifest, JobRef, ObjectInfo, Sha256Digest};
 
+use super::component::Component;
 use super::params::GenerationParams;
 
 /// Builds the manifest of one job as it runs.
@@ -36,11 +37,13 @@ impl ManifestRecorder {
         self.manifest.inputs.push(info.record(role, store_url));
     }
 
-    /// Records the checkpoint digests by name.
-    pub(crate) fn checkpoints(&mut self, digests: Vec<(&'static str, Sha256Digest)>) {
-        self.manifest
-            .checkpoints
-            .extend(digests.into_iter().map(|(name, d)| (name.to_owned(), d)));
+    /// Records the checkpoint digests under their components' names.
+    pub(crate) fn checkpoints(&mut self, digests: Vec<(Component, Sha256Digest)>) {
+        self.manifest.checkpoints.extend(
+            digests
+                .into_iter()
+                .map(|(component, d)| (component.name().to_owned(), d)),
+        );
     }
 
     /// Adds time spent in `stage`.
@@ -58,6 +61,12 @@ impl ManifestRecorder {
     /// The manifest of a job that failed.
     pub(crate) fn fail(&mut self, failure: JobFailure) -> JobManifest {
         self.manifest.mark_failed(failure);
+        self.manifest.clone()
+    }
+
+    /// The manifest of a job that was cancelled (`failure` says where).
+    pub(crate) fn cancel(&mut self, failure: JobFailure) -> JobManifest {
+        self.manifest.mark_cancelled(failure);
         self.manifest.clone()
     }
 }
@@ -80,5 +89,58 @@ mod tests {
         assert_eq!(manifest.parameters["inference_steps"], 25);
         assert_eq!(manifest.timings["denoise"], 1.5);
         assert_eq!(manifest.error.unwrap().message, "boom");
+    }
+
+    /// Writes `manifest` to a memory store and reads it back.
+    fn through_storage(manifest: &JobManifest) -> JobManifest {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let storage = sonic_storage::Storage::open("memory://").unwrap();
+            storage.write_manifest(manifest).await.unwrap();
+            storage.read_manifest(&manifest.job_ref()).await.unwrap()
+        })
+    }
+
+    proptest::proptest! {
+        /// Stage timings and float parameters read back bit-identical (serde_json's
+        /// `float_roundtrip`: without it 1.144014537 reads back as 1.1440145369999999).
+        #[test]
+        fn floats_round_trip_bit_identically(
+            nanos in proptest::collection::vec(0u64..=10_000_000_000_000, 1..8),
+            seconds in proptest::num::f64::NORMAL | proptest::num::f64::SUBNORMAL | proptest::num::f64::ZERO,
+            expand_ratio in 0.0f64..=5.0,
+            dynamic_scale in 0.0f32..=4.0,
+        ) {
+            let params = GenerationParams { expand_ratio, dynamic_scale, ..Default::default() };
+            let job = JobRef::parse("t", "floats").unwrap();
+            let mut recorder = ManifestRecorder::new(&job, &params);
+            for (i, n) in nanos.iter().enumerate() {
+                recorder.timing(&format!("stage{i}"), Duration::from_nanos(*n));
+            }
+            recorder.manifest_mut().timings.insert("raw".into(), seconds);
+            let written = recorder.manifest().clone();
+            let read = through_storage(&written);
+            for (stage, value) in &written.timings {
+                proptest::prop_assert_eq!(value.to_bits(), read.timings[stage].to_bits(), "{}", stage);
+            }
+            let back: GenerationParams = serde_json::from_value(read.parameters.clone()).unwrap();
+            proptest::prop_assert_eq!(back.expand_ratio.to_bits(), expand_ratio.to_bits());
+            proptest::prop_assert_eq!(back.dynamic_scale.to_bits(), dynamic_scale.to_bits());
+            proptest::prop_assert_eq!(read, written);
+        }
+    }
+
+    #[test]
+    fn the_flaky_timing_reads_back_exactly() {
+        let job = JobRef::parse("t", "timing").unwrap();
+        let mut recorder = ManifestRecorder::new(&job, &GenerationParams::default());
+        recorder
+            .manifest_mut()
+            .timings
+            .insert("denoise".into(), 1.144014537);
+        let read = through_storage(recorder.manifest());
+        assert_eq!(read.timings["denoise"].to_bits(), 1.144014537f64.to_bits());
     }
 }

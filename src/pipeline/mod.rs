@@ -1,10 +1,14 @@
 //! The generation pipeline: one portrait and one speech recording in object storage, one
 //! lip-synced MP4 and its manifest out.
 //!
-//! - [`Pipeline`]: the entry point (`Pipeline::new(backend, store)`, then
-//!   [`Pipeline::generate`] per job), not generic: the backend is chosen at run time.
+//! - [`Pipeline`]: the entry point (`Pipeline::new(backend, store)` for `./checkpoints`,
+//!   [`Pipeline::builder`] for any [`WeightsSource`], [`Pipeline::from_env`] for the
+//!   environment variables; then [`Pipeline::generate`] per job), not generic: the backend is
+//!   chosen at run time.
 //! - [`GenerationParams`]: every user setting with Sonic's defaults and checked ranges.
-//! - [`WeightsLayout`]: where the released checkpoints (or the tiny demo weights) are.
+//! - [`WeightsSource`]: where the weights come from (a released-layout folder, the demo
+//!   layout, the Hugging Face hub through [`HubSource`]); [`WeightsLayout`]: the files, by
+//!   [`Component`].
 //! - [`SonicModels`]: the loaded models on one backend type, with
 //!   [`SonicModels::render`] for callers that choose the backend type themselves.
 //! - [`Progress`] / [`CancellationToken`]: reports (stage, step, window, ETA) and stopping.
@@ -15,6 +19,7 @@
 //! `docs/pipeline.md` in the repository describes the stages with their shapes, the
 //! parameters, the weights and the memory model.
 
+mod component;
 mod error;
 mod frames;
 mod hashing;
@@ -25,18 +30,20 @@ mod models;
 mod params;
 mod progress;
 mod render;
+mod source;
 mod stages;
 mod weights;
 
+pub use component::Component;
 pub use error::PipelineError;
-pub use hashing::{ChecksumCache, hash_file};
-pub use job::{JobControl, JobOutcome, JobRequest, Pipeline, WEIGHTS_ENV};
-pub use memory::{JobShape, MemoryEstimate, estimate as estimate_memory, human_bytes};
+pub use job::{JobControl, JobOutcome, JobRequest, Pipeline, PipelineBuilder, STORE_ENV};
+pub use memory::{MemoryEstimate, human_bytes};
 pub use models::{ModelConfigs, SonicModels};
-pub use params::{
-    FRAMES_PER_WINDOW, FaceSpec, GenerationParams, MAX_DURATION_SECS, ParamError, ranges,
-};
+pub use params::{FRAMES_PER_WINDOW, FaceSpec, GenerationParams, ParamError, ranges};
 pub use progress::{CancellationToken, Progress, ProgressFn, Stage};
 pub use render::{NamedBytes, RenderControl, RenderInputs, RenderOutput};
-pub use stages::{StageObserver, StageRecorder};
-pub use weights::{RELEASED_AUDIO_TOKENS, SVD_DIR, WeightsError, WeightsLayout};
+pub use source::{
+    HUB_ENDPOINT, HubSource, SONIC_REPO, SVD_REPO, WEIGHTS_ENV, WHISPER_REPO, WeightsSource,
+};
+pub use stages::{StageObserver, StageRecorder, StageTensor};
+pub use weights::{WeightsError, WeightsLayout};

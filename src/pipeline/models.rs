@@ -4,6 +4,7 @@ use burn::module::Module;
 use burn::prelude::Backend;
 use burn::tensor::DType;
 use sonic_core::audio_conditioning::AudioModels;
+use sonic_core::models::ConfigError;
 use sonic_core::models::audio_adapters::{load_audio2bucket, load_audio2token};
 use sonic_core::models::clip::{ClipVisionConfig, ClipVisionModelWithProjection, load_clip_vision};
 use sonic_core::models::rife::{IfNet, load_rife};
@@ -15,6 +16,7 @@ use sonic_core::models::whisper::{WhisperEncoderConfig, load_whisper_encoder};
 use sonic_core::sampler::SchedulerConfig;
 use sonic_core::weights::{LoadError, LoadOptions};
 
+use super::component::Component;
 use super::error::PipelineError;
 use super::weights::WeightsLayout;
 
@@ -62,12 +64,12 @@ pub struct SonicModels<B: Backend> {
 }
 
 fn load<T>(
-    component: &'static str,
+    component: Component,
     result: Result<(T, sonic_core::weights::LoadReport), LoadError>,
 ) -> Result<T, PipelineError> {
     let (model, report) = result.map_err(|source| PipelineError::Load { component, source })?;
     tracing::info!(
-        component,
+        %component,
         file = %report.file.display(),
         tensors = report.loaded,
         "loaded"
@@ -75,7 +77,7 @@ fn load<T>(
     Ok(model)
 }
 
-fn config<T>(component: &'static str, result: Result<T, LoadError>) -> Result<T, PipelineError> {
+fn config<T>(component: Component, result: Result<T, LoadError>) -> Result<T, PipelineError> {
     result.map_err(|source| PipelineError::Load { component, source })
 }
 
@@ -97,15 +99,20 @@ impl<B: Backend> SonicModels<B> {
         let f32_dtype = LoadOptions::with_dtype(DType::F32);
 
         let whisper_config = config(
-            "whisper",
+            Component::Whisper,
             WhisperEncoderConfig::from_hf_config(layout.whisper_dir.join("config.json")),
         )?;
         let whisper = load(
-            "whisper",
-            load_whisper_encoder::<B>(&whisper_config, &files["whisper"], f32_dtype, device),
+            Component::Whisper,
+            load_whisper_encoder::<B>(
+                &whisper_config,
+                &files[&Component::Whisper],
+                f32_dtype,
+                device,
+            ),
         )?;
         let audio2token = load(
-            "audio2token",
+            Component::Audio2Token,
             load_audio2token::<B>(
                 &layout.audio2token_config,
                 &layout.audio2token,
@@ -114,7 +121,7 @@ impl<B: Backend> SonicModels<B> {
             ),
         )?;
         let audio2bucket = load(
-            "audio2bucket",
+            Component::Audio2Bucket,
             load_audio2bucket::<B>(
                 &layout.audio2bucket_config,
                 &layout.audio2bucket,
@@ -123,39 +130,47 @@ impl<B: Backend> SonicModels<B> {
             ),
         )?;
         let clip_config = config(
-            "image_encoder",
+            Component::ImageEncoder,
             ClipVisionConfig::from_hf_config(layout.image_encoder_dir.join("config.json")),
         )?;
         let clip = load(
-            "image_encoder",
-            load_clip_vision::<B>(&clip_config, &files["image_encoder"], model_dtype, device),
+            Component::ImageEncoder,
+            load_clip_vision::<B>(
+                &clip_config,
+                &files[&Component::ImageEncoder],
+                model_dtype,
+                device,
+            ),
         )?;
         let vae_config = config(
-            "vae",
+            Component::Vae,
             AutoencoderKLTemporalDecoderConfig::from_diffusers_json(
                 layout.vae_dir.join(CONFIG_FILE),
             ),
         )?;
         let vae = load(
-            "vae",
-            load_vae_file::<B>(&vae_config, &files["vae"], model_dtype, device),
+            Component::Vae,
+            load_vae_file::<B>(&vae_config, &files[&Component::Vae], model_dtype, device),
         )?;
-        let unet_config = config("unet", UNetConfig::from_diffusers_file(&layout.unet_config))?
-            .with_audio_tokens(layout.unet_audio_tokens);
+        let unet_config = config(
+            Component::Unet,
+            UNetConfig::from_diffusers_file(&layout.unet_config),
+        )?
+        .with_audio_tokens(layout.unet_audio_tokens);
         let unet = load(
-            "unet",
+            Component::Unet,
             load_unet::<B>(&unet_config, &layout.unet, model_dtype, device),
         )?;
         let rife = load(
-            "rife",
+            Component::Rife,
             load_rife::<B>(&layout.rife_config, &layout.rife, f32_dtype, device),
         )?;
         let scheduler = SchedulerConfig::from_file(&layout.scheduler_config).map_err(|e| {
             PipelineError::Load {
-                component: "scheduler",
+                component: Component::Scheduler,
                 source: LoadError::Config {
                     file: layout.scheduler_config.clone(),
-                    message: e.to_string(),
+                    source: ConfigError::Scheduler { source: e },
                 },
             }
         })?;

@@ -23,6 +23,8 @@ use sonic_core::models::rife::RifeConfig;
 use sonic_core::models::vae::{WEIGHTS_FILE, WEIGHTS_FILE_FP16};
 use sonic_core::models::whisper::WHISPER_WEIGHT_FILES;
 
+use super::component::Component;
+
 /// Sub-folder of the SVD-xt files in the released layout.
 pub const SVD_DIR: &str = "stable-video-diffusion-img2vid-xt";
 
@@ -34,14 +36,51 @@ pub const RELEASED_AUDIO_TOKENS: usize = 32;
 #[non_exhaustive]
 pub enum WeightsError {
     /// A file of the layout is missing.
-    #[error("{component}: {} not found ({hint})", path.display())]
+    #[error("{component}: {} not found ({})", path.display(), component.origin())]
     Missing {
-        /// The component (`unet`, `vae` ...).
-        component: &'static str,
+        /// The component the file belongs to.
+        component: Component,
         /// The file or folder looked for.
         path: PathBuf,
-        /// Where it comes from.
-        hint: &'static str,
+    },
+    /// The hub has no such file in that repository (HTTP 404).
+    #[error("{component}: `{file}` not found in the hub repository `{repo}`")]
+    HubMissing {
+        /// The component the file belongs to.
+        component: Component,
+        /// The repository (`LeonJoe13/Sonic` ...).
+        repo: String,
+        /// The file's path in the repository (`Sonic/unet.pth` ...).
+        file: String,
+    },
+    /// Offline (`HF_HUB_OFFLINE`, [`HubSource::offline`](super::HubSource::offline)) and
+    /// the file is not in the hub cache.
+    #[error(
+        "{component}: `{file}` of `{repo}` is not in the hub cache {} and the hub is offline",
+        cache.display()
+    )]
+    HubNotCached {
+        /// The component the file belongs to.
+        component: Component,
+        /// The repository.
+        repo: String,
+        /// The file's path in the repository.
+        file: String,
+        /// The cache folder looked in.
+        cache: PathBuf,
+    },
+    /// Fetching a file from the hub failed (network, server, cache folder).
+    #[error("{component}: fetching `{file}` of `{repo}` from the hub failed")]
+    Hub {
+        /// The component the file belongs to.
+        component: Component,
+        /// The repository.
+        repo: String,
+        /// The file's path in the repository.
+        file: String,
+        /// What went wrong (the hub client's error).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A configuration file could not be read or parsed.
     #[error("{}: {message}", path.display())]
@@ -154,49 +193,29 @@ impl WeightsLayout {
         })
     }
 
-    /// The checkpoint files, by manifest name (`unet`, `audio2token`, `audio2bucket`, `rife`,
-    /// `vae`, `image_encoder`, `whisper`), resolved the way the loaders pick them.
+    /// The checkpoint files by component (the manifest records their digests under
+    /// [`Component::name`]), resolved the way the loaders pick them.
     ///
     /// # Errors
     /// [`WeightsError::Missing`] for the first file that does not exist.
-    pub fn checkpoint_files(&self) -> Result<Vec<(&'static str, PathBuf)>, WeightsError> {
+    pub fn checkpoint_files(&self) -> Result<Vec<(Component, PathBuf)>, WeightsError> {
+        use Component::*;
         Ok(vec![
-            ("unet", file("unet", &self.unet, SONIC_HINT)?),
+            (Unet, file(Unet, &self.unet)?),
+            (Audio2Token, file(Audio2Token, &self.audio2token)?),
+            (Audio2Bucket, file(Audio2Bucket, &self.audio2bucket)?),
+            (Rife, file(Rife, &self.rife)?),
             (
-                "audio2token",
-                file("audio2token", &self.audio2token, SONIC_HINT)?,
+                Vae,
+                first_of(Vae, &self.vae_dir, &[WEIGHTS_FILE_FP16, WEIGHTS_FILE])?,
             ),
             (
-                "audio2bucket",
-                file("audio2bucket", &self.audio2bucket, SONIC_HINT)?,
-            ),
-            ("rife", file("rife", &self.rife, SONIC_HINT)?),
-            (
-                "vae",
-                first_of(
-                    "vae",
-                    &self.vae_dir,
-                    &[WEIGHTS_FILE_FP16, WEIGHTS_FILE],
-                    SVD_HINT,
-                )?,
+                ImageEncoder,
+                first_of(ImageEncoder, &self.image_encoder_dir, &CLIP_WEIGHT_FILES)?,
             ),
             (
-                "image_encoder",
-                first_of(
-                    "image_encoder",
-                    &self.image_encoder_dir,
-                    &CLIP_WEIGHT_FILES,
-                    SVD_HINT,
-                )?,
-            ),
-            (
-                "whisper",
-                first_of(
-                    "whisper",
-                    &self.whisper_dir,
-                    &WHISPER_WEIGHT_FILES,
-                    WHISPER_HINT,
-                )?,
+                Whisper,
+                first_of(Whisper, &self.whisper_dir, &WHISPER_WEIGHT_FILES)?,
             ),
         ])
     }
@@ -208,49 +227,34 @@ impl WeightsLayout {
     /// [`WeightsError::Missing`] naming the first missing file and where to get it.
     pub fn check(&self) -> Result<(), WeightsError> {
         self.checkpoint_files()?;
-        for (component, path, hint) in [
-            ("unet", &self.unet_config, SVD_HINT),
-            ("vae", &self.vae_dir.join("config.json"), SVD_HINT),
+        for (component, path) in [
+            (Component::Unet, &self.unet_config),
+            (Component::Vae, &self.vae_dir.join("config.json")),
             (
-                "image_encoder",
+                Component::ImageEncoder,
                 &self.image_encoder_dir.join("config.json"),
-                SVD_HINT,
             ),
-            (
-                "whisper",
-                &self.whisper_dir.join("config.json"),
-                WHISPER_HINT,
-            ),
-            ("scheduler", &self.scheduler_config, SVD_HINT),
+            (Component::Whisper, &self.whisper_dir.join("config.json")),
+            (Component::Scheduler, &self.scheduler_config),
         ] {
-            file(component, path, hint)?;
+            file(component, path)?;
         }
         Ok(())
     }
 }
 
-const SONIC_HINT: &str = "Sonic's checkpoints: huggingface.co/LeonJoe13/Sonic (CC BY-NC-SA 4.0)";
-const SVD_HINT: &str = "huggingface.co/stabilityai/stable-video-diffusion-img2vid-xt";
-const WHISPER_HINT: &str = "huggingface.co/openai/whisper-tiny";
-
-fn file(component: &'static str, path: &Path, hint: &'static str) -> Result<PathBuf, WeightsError> {
+fn file(component: Component, path: &Path) -> Result<PathBuf, WeightsError> {
     if path.is_file() {
         Ok(path.to_path_buf())
     } else {
         Err(WeightsError::Missing {
             component,
             path: path.to_path_buf(),
-            hint,
         })
     }
 }
 
-fn first_of(
-    component: &'static str,
-    dir: &Path,
-    names: &[&str],
-    hint: &'static str,
-) -> Result<PathBuf, WeightsError> {
+fn first_of(component: Component, dir: &Path, names: &[&str]) -> Result<PathBuf, WeightsError> {
     names
         .iter()
         .map(|name| dir.join(name))
@@ -258,7 +262,6 @@ fn first_of(
         .ok_or_else(|| WeightsError::Missing {
             component,
             path: dir.join(names[0]),
-            hint,
         })
 }
 
@@ -313,11 +316,9 @@ mod tests {
             PathBuf::from("/nonexistent/checkpoints/Sonic/unet.pth")
         );
         match layout.check() {
-            Err(WeightsError::Missing {
-                component, hint, ..
-            }) => {
-                assert_eq!(component, "unet");
-                assert!(hint.contains("LeonJoe13/Sonic"));
+            Err(error @ WeightsError::Missing { component, .. }) => {
+                assert_eq!(component, Component::Unet);
+                assert!(error.to_string().contains("LeonJoe13/Sonic"), "{error}");
             }
             other => panic!("{other:?}"),
         }

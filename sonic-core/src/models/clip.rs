@@ -17,7 +17,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::gelu;
 use serde::Deserialize;
 
-use super::hf_config;
+use super::{ConfigError, hf_config};
 use crate::nn::dtype::cast_to;
 use crate::nn::self_attention::{SelfAttention, SelfAttentionConfig};
 use crate::weights::{Checkpoint, KeyAction, LoadError, LoadOptions, LoadReport, load_module};
@@ -150,28 +150,27 @@ impl ClipVisionConfig {
         if raw.hidden_act != "gelu" {
             return Err(hf_config::invalid(
                 path,
-                format!(
-                    "hidden_act `{}` is not supported (only `gelu`)",
-                    raw.hidden_act
-                ),
+                ConfigError::unsupported("hidden_act", &raw.hidden_act, "\"gelu\""),
             ));
         }
         if raw.num_attention_heads == 0 || !raw.hidden_size.is_multiple_of(raw.num_attention_heads)
         {
             return Err(hf_config::invalid(
                 path,
-                format!(
-                    "num_attention_heads {} does not divide hidden_size {}",
-                    raw.num_attention_heads, raw.hidden_size
+                ConfigError::invalid(
+                    "num_attention_heads",
+                    raw.num_attention_heads,
+                    format!("must divide `hidden_size` {}", raw.hidden_size),
                 ),
             ));
         }
         if raw.patch_size == 0 || !raw.image_size.is_multiple_of(raw.patch_size) {
             return Err(hf_config::invalid(
                 path,
-                format!(
-                    "patch_size {} does not divide image_size {}",
-                    raw.patch_size, raw.image_size
+                ConfigError::invalid(
+                    "patch_size",
+                    raw.patch_size,
+                    format!("must divide `image_size` {}", raw.image_size),
                 ),
             ));
         }

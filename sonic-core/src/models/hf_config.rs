@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+use super::ConfigError;
 use crate::weights::LoadError;
 
 /// Parses `path` as JSON into `T` (unknown keys ignored, as transformers does).
@@ -12,10 +13,7 @@ pub(crate) fn read<T: DeserializeOwned>(path: &Path) -> Result<T, LoadError> {
         file: path.to_path_buf(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|e| LoadError::Config {
-        file: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    serde_json::from_str(&text).map_err(|e| invalid(path, e.into()))
 }
 
 /// The first of `names` that exists in `dir`, or an `Io` not-found error naming them all.
@@ -34,9 +32,9 @@ pub(crate) fn first_existing(dir: &Path, names: &[&str]) -> Result<PathBuf, Load
 }
 
 /// A `LoadError::Config` for `file`.
-pub(crate) fn invalid(file: &Path, message: impl Into<String>) -> LoadError {
+pub(crate) fn invalid(file: &Path, source: ConfigError) -> LoadError {
     LoadError::Config {
         file: file.to_path_buf(),
-        message: message.into(),
+        source,
     }
 }

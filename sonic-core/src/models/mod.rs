@@ -2,8 +2,11 @@
 
 pub mod audio_adapters;
 pub mod clip;
+mod config_error;
 mod hf_config;
 pub mod rife;
 pub mod unet;
 pub mod vae;
 pub mod whisper;
+
+pub use config_error::ConfigError;

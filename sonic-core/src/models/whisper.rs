@@ -19,7 +19,7 @@ use burn::tensor::activation::gelu;
 use burn::tensor::{DType, Tensor};
 use serde::Deserialize;
 
-use super::hf_config;
+use super::{ConfigError, hf_config};
 use crate::nn::dtype::cast_to;
 use crate::nn::self_attention::{SelfAttention, SelfAttentionConfig};
 use crate::weights::{Checkpoint, LoadError, LoadOptions, LoadReport, load_module};
@@ -133,9 +133,10 @@ impl WhisperEncoderConfig {
         if raw.activation_function != "gelu" {
             return Err(hf_config::invalid(
                 path,
-                format!(
-                    "activation_function `{}` is not supported (only `gelu`)",
-                    raw.activation_function
+                ConfigError::unsupported(
+                    "activation_function",
+                    &raw.activation_function,
+                    "\"gelu\"",
                 ),
             ));
         }
@@ -144,9 +145,10 @@ impl WhisperEncoderConfig {
         {
             return Err(hf_config::invalid(
                 path,
-                format!(
-                    "encoder_attention_heads {} does not divide d_model {}",
-                    raw.encoder_attention_heads, raw.d_model
+                ConfigError::invalid(
+                    "encoder_attention_heads",
+                    raw.encoder_attention_heads,
+                    format!("must divide `d_model` {}", raw.d_model),
                 ),
             ));
         }

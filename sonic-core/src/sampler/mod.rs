@@ -6,7 +6,7 @@
 //! 1. an [`EulerEdmScheduler`] from `scheduler_config.json` and the step count;
 //! 2. the clip's [`Conditioning`] (CLIP embedding, audio tokens, image latents, buckets);
 //! 3. the [`initial_latents`] from the portrait's scaled latents and a [`NoiseSource`];
-//! 4. [`Sampler::denoise`] with its UNet as the [`Denoiser`] and a [`LoopObserver`] for
+//! 4. [`Sampler::denoise`] with its UNet as the [`Denoiser`] ([`MaskedUNet`]) and a [`LoopObserver`] for
 //!    progress and cancellation.
 
 mod conditioning;
@@ -14,6 +14,7 @@ mod denoise;
 mod guidance;
 mod noise;
 mod scheduler;
+mod unet;
 mod windows;
 
 pub use conditioning::{CFG_BRANCHES, Conditioning};
@@ -27,6 +28,7 @@ pub use scheduler::{
     EdmCoefficients, EulerEdmScheduler, EulerStep, FinalSigmas, KARRAS_RHO, PredictionType,
     SchedulerConfig, SchedulerError, TimestepSpacing, TimestepType,
 };
+pub use unet::MaskedUNet;
 pub use windows::{Segment, WindowPlan, frame_counts, plan_step};
 
 /// Why sampling stopped.
@@ -65,7 +67,7 @@ pub enum SamplerError {
         window: usize,
     },
     /// The denoising model failed.
-    #[error("denoiser failed at step {step}, window {window}: {source}")]
+    #[error("denoiser failed at step {step}, window {window}")]
     Denoiser {
         /// Step that was running.
         step: usize,

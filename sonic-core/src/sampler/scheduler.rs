@@ -131,23 +131,23 @@ impl SchedulerConfig {
 
     /// Parses a diffusers `scheduler_config.json`.
     pub fn from_json(text: &str) -> Result<Self, SchedulerError> {
-        serde_json::from_str(text).map_err(|e| SchedulerError::Config {
+        serde_json::from_str(text).map_err(|source| SchedulerError::Config {
             file: None,
-            message: e.to_string(),
+            source: source.into(),
         })
     }
 
     /// Reads a diffusers `scheduler_config.json` (e.g. `<svd>/scheduler/scheduler_config.json`).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, SchedulerError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| SchedulerError::Config {
+        let text = std::fs::read_to_string(path).map_err(|source| SchedulerError::Config {
             file: Some(path.to_path_buf()),
-            message: e.to_string(),
+            source: source.into(),
         })?;
         Self::from_json(&text).map_err(|e| match e {
-            SchedulerError::Config { message, .. } => SchedulerError::Config {
+            SchedulerError::Config { source, .. } => SchedulerError::Config {
                 file: Some(path.to_path_buf()),
-                message,
+                source,
             },
             other => other,
         })
@@ -155,16 +155,17 @@ impl SchedulerConfig {
 }
 
 /// Why a scheduler could not be built.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SchedulerError {
     /// The config file could not be read or parsed.
-    #[error("scheduler config{}: {message}", file.as_ref().map(|f| format!(" {}", f.display())).unwrap_or_default())]
+    #[error("cannot read the scheduler config{}", file.as_ref().map(|f| format!(" {}", f.display())).unwrap_or_default())]
     Config {
         /// The file, when read from one.
         file: Option<std::path::PathBuf>,
-        /// What is wrong.
-        message: String,
+        /// The read or parse error (a [`std::io::Error`] or a [`serde_json::Error`]).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     /// The config asks for a variant this sampler does not implement.
     #[error(

@@ -71,7 +71,7 @@ impl std::fmt::Display for KeyProblem {
 #[non_exhaustive]
 pub enum LoadError {
     /// The file could not be opened or read.
-    #[error("cannot read {}: {source}", file.display())]
+    #[error("cannot read {}", file.display())]
     Io {
         /// The file.
         file: PathBuf,
@@ -96,12 +96,13 @@ pub enum LoadError {
         problems: Vec<KeyProblem>,
     },
     /// A configuration file beside the weights is missing or invalid.
-    #[error("{}: invalid config: {message}", file.display())]
+    #[error("{}: invalid config", file.display())]
     Config {
-        /// The config file.
+        /// The config file (or the weights file whose config was refused).
         file: PathBuf,
         /// What is wrong.
-        message: String,
+        #[source]
+        source: crate::models::ConfigError,
     },
 }
 

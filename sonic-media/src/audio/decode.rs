@@ -6,12 +6,12 @@ use symphonia::core::codecs::CodecParameters;
 use symphonia::core::codecs::audio::AudioDecoderOptions;
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::probe::Hint;
-use symphonia::core::formats::{FormatOptions, TrackType};
+use symphonia::core::formats::{FormatOptions, Track, TrackType};
 use symphonia::core::io::{MediaSourceStream, MediaSourceStreamOptions};
 use symphonia::core::meta::MetadataOptions;
 
 use super::mp4_edit::{EditWindow, audio_edit_window};
-use crate::MediaError;
+use crate::{AudioLimits, LongAudio, MediaError};
 
 /// Decoded audio, mixed to one channel.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +22,10 @@ pub struct DecodedAudio {
     pub sample_rate: u32,
     /// Number of channels in the file before the mix.
     pub channels: usize,
+    /// `Some(limit)` when the audio was longer than the limit and was cut there
+    /// ([`LongAudio::Cut`]); `None` when `samples` is the whole file. A caller should tell its
+    /// user (the pipeline turns it into a warning).
+    pub truncated_at_secs: Option<f64>,
 }
 
 impl DecodedAudio {
@@ -31,7 +35,8 @@ impl DecodedAudio {
     }
 }
 
-/// Decodes a whole audio file held in memory and mixes it to mono.
+/// Decodes a whole audio file held in memory and mixes it to mono, within the default
+/// [`AudioLimits`] (0.2 s to 400 s, longer refused; 4 kHz to 384 kHz).
 ///
 /// `name` is used in error messages and, through its extension, as a hint for the container
 /// (the content is probed either way). Encoder priming is removed: MP3 (LAME/Xing gapless
@@ -39,11 +44,41 @@ impl DecodedAudio {
 /// that an M4A decodes to the same length as the WAV it was made from. Raw ADTS `.aac` carries
 /// no priming information and keeps its priming samples.
 ///
+/// A truncated file (a WAV whose data chunk ends early, an MP3 cut mid-frame) decodes as far as
+/// its data goes: the packets that are whole are kept, and an error comes only when no sample
+/// at all could be decoded.
+///
 /// # Errors
 /// [`MediaError::Empty`] for no bytes, [`MediaError::Unsupported`] for a container or codec
-/// this build does not decode, [`MediaError::AudioDecode`] for corrupt or truncated data,
-/// [`MediaError::NoAudio`] when no sample comes out.
+/// this build does not decode, [`MediaError::SampleRate`] for a rate outside the limits,
+/// [`MediaError::AudioTooLong`] for audio over the duration limit, [`MediaError::AudioDecode`]
+/// for corrupt data, [`MediaError::NonFiniteAudio`] for a NaN or infinite sample (float PCM),
+/// [`MediaError::NoAudio`] when no sample comes out, [`MediaError::AudioTooShort`] for less than
+/// 0.2 s.
 pub fn decode_audio(bytes: &[u8], name: &str) -> Result<DecodedAudio, MediaError> {
+    decode_audio_with(bytes, name, &AudioLimits::default())
+}
+
+/// [`decode_audio`] within the given limits.
+///
+/// Audio shorter than [`AudioLimits::min_duration_secs`] is refused after decoding (a short
+/// file is cheap to decode): too short a clip would give a video whose audio track holds no
+/// whole AAC frame.
+///
+/// The sample rate and the duration the container declares (WAV's data chunk, FLAC's
+/// STREAMINFO, MP3's Xing/VBRI frame count, MP4's track duration) are checked before a packet
+/// is decoded. The duration limit is applied again while decoding, so a stream whose header
+/// says nothing (streamed WAV, ADTS) or lies stops at the limit: it is refused there
+/// ([`LongAudio::Refuse`]) or cut there with [`DecodedAudio::truncated_at_secs`] set
+/// ([`LongAudio::Cut`]). Either way at most the limit's worth of samples is ever held.
+///
+/// # Errors
+/// Those of [`decode_audio`].
+pub fn decode_audio_with(
+    bytes: &[u8],
+    name: &str,
+    limits: &AudioLimits,
+) -> Result<DecodedAudio, MediaError> {
     if bytes.is_empty() {
         return Err(MediaError::Empty { name: name.into() });
     }
@@ -57,6 +92,26 @@ pub fn decode_audio(bytes: &[u8], name: &str) -> Result<DecodedAudio, MediaError
             source,
         },
     };
+    let rate_err = |rate: u32| MediaError::SampleRate {
+        name: name.into(),
+        rate,
+        min: limits.min_sample_rate(),
+        max: limits.max_sample_rate(),
+    };
+    let too_long = |seconds: f64, declared: bool| MediaError::AudioTooLong {
+        name: name.into(),
+        seconds,
+        declared,
+        limit_secs: limits.max_duration_secs(),
+    };
+    let rate_ok = |rate: u32| (limits.min_sample_rate()..=limits.max_sample_rate()).contains(&rate);
+
+    if let Some(reason) = wav_header_problem(bytes) {
+        return Err(MediaError::Unsupported {
+            name: name.into(),
+            reason,
+        });
+    }
 
     let mut hint = Hint::new();
     if let Some(ext) = std::path::Path::new(name)
@@ -91,6 +146,18 @@ pub fn decode_audio(bytes: &[u8], name: &str) -> Result<DecodedAudio, MediaError
             reason: "the audio track has no codec parameters".into(),
         });
     };
+    // Checks from the header, before any packet is decoded.
+    if let Some(rate) = params.sample_rate
+        && !rate_ok(rate)
+    {
+        return Err(rate_err(rate));
+    }
+    if let Some(seconds) = declared_secs(track, params.sample_rate)
+        && seconds > limits.max_duration_secs()
+        && limits.long_audio() == LongAudio::Refuse
+    {
+        return Err(too_long(seconds, true));
+    }
     let mut decoder = symphonia::default::get_codecs()
         .make_audio_decoder(&params, &AudioDecoderOptions::default())
         .map_err(decode_err)?;
@@ -99,10 +166,17 @@ pub fn decode_audio(bytes: &[u8], name: &str) -> Result<DecodedAudio, MediaError
     let mut samples: Vec<f32> = Vec::new();
     let mut sample_rate = params.sample_rate.unwrap_or(0);
     let mut channels = params.channels.as_ref().map_or(0, |c| c.count());
+    let mut truncated_at_secs = None;
     loop {
         let packet = match format.next_packet() {
             Ok(Some(packet)) => packet,
             Ok(None) => break,
+            // A file cut short ends its last packet early: keep what was decoded.
+            Err(SymphoniaError::IoError(e))
+                if e.kind() == std::io::ErrorKind::UnexpectedEof && !samples.is_empty() =>
+            {
+                break;
+            }
             Err(e) => return Err(decode_err(e)),
         };
         if packet.track_id != track_id {
@@ -114,11 +188,46 @@ pub fn decode_audio(bytes: &[u8], name: &str) -> Result<DecodedAudio, MediaError
             continue;
         }
         let spec = buffer.spec();
+        if spec.rate() != sample_rate || samples.is_empty() {
+            if !rate_ok(spec.rate()) {
+                return Err(rate_err(spec.rate()));
+            }
+            if !samples.is_empty() {
+                return Err(MediaError::Unsupported {
+                    name: name.into(),
+                    reason: format!(
+                        "the sample rate changes from {sample_rate} Hz to {} Hz",
+                        spec.rate()
+                    ),
+                });
+            }
+        }
         sample_rate = spec.rate();
         channels = spec.channels().count().max(1);
         interleaved.clear();
         buffer.copy_to_vec_interleaved(&mut interleaved);
+        let start = samples.len();
         mix_to_mono(&interleaved, channels, &mut samples);
+        // Float PCM can hold NaN or infinities, which would poison the features and the track.
+        if let Some(at) = samples[start..].iter().position(|s| !s.is_finite()) {
+            return Err(MediaError::NonFiniteAudio {
+                name: name.into(),
+                index: start + at,
+            });
+        }
+        // The limit, applied while decoding: whatever the header said, stop there.
+        let max_frames = usize::try_from(limits.max_frames(sample_rate)).unwrap_or(usize::MAX);
+        if samples.len() > max_frames {
+            if limits.long_audio() == LongAudio::Refuse {
+                return Err(too_long(
+                    samples.len() as f64 / f64::from(sample_rate),
+                    false,
+                ));
+            }
+            samples.truncate(max_frames);
+            truncated_at_secs = Some(limits.max_duration_secs());
+            break;
+        }
     }
 
     if samples.is_empty() || sample_rate == 0 {
@@ -130,11 +239,59 @@ pub fn decode_audio(bytes: &[u8], name: &str) -> Result<DecodedAudio, MediaError
             return Err(MediaError::NoAudio { name: name.into() });
         }
     }
+    let seconds = samples.len() as f64 / f64::from(sample_rate);
+    if seconds < limits.min_duration_secs() {
+        return Err(MediaError::AudioTooShort {
+            name: name.into(),
+            seconds,
+            min_secs: limits.min_duration_secs(),
+        });
+    }
     Ok(DecodedAudio {
         samples,
         sample_rate,
         channels,
+        truncated_at_secs,
     })
+}
+
+/// The most channels a WAV may declare (symphonia's RIFF reader maps at most 26 positions).
+const MAX_WAV_CHANNELS: u16 = 26;
+
+/// A WAV `fmt ` chunk that symphonia 0.6.1's RIFF reader would overflow on (it multiplies the
+/// declared channel count by the sample width in `u16` before checking it, which panics with
+/// overflow checks on), found by the `wav_header_edges` fuzz target. Checked here first.
+fn wav_header_problem(bytes: &[u8]) -> Option<String> {
+    if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return None;
+    }
+    let mut at = 12usize;
+    while let Some(header) = bytes.get(at..at + 8) {
+        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        if &header[..4] == b"fmt " {
+            let channels = bytes.get(at + 10..at + 12)?;
+            let channels = u16::from_le_bytes([channels[0], channels[1]]);
+            return (!(1..=MAX_WAV_CHANNELS).contains(&channels)).then(|| {
+                format!(
+                    "the WAV declares {channels} channels (1 to {MAX_WAV_CHANNELS} are supported)"
+                )
+            });
+        }
+        // Chunks are padded to an even length.
+        at = at.checked_add(8)?.checked_add(len)?.checked_add(len & 1)?;
+    }
+    None
+}
+
+/// The duration the container declares for `track`, in seconds, if it declares one.
+fn declared_secs(track: &Track, sample_rate: Option<u32>) -> Option<f64> {
+    if let (Some(frames), Some(rate)) = (track.num_frames, sample_rate)
+        && rate > 0
+    {
+        return Some(frames as f64 / f64::from(rate));
+    }
+    let (duration, base) = (track.duration?, track.time_base?);
+    Some(duration.get() as f64 * f64::from(base.numer.get()) / f64::from(base.denom.get()))
 }
 
 /// Appends the channel mean of each interleaved frame (librosa's `to_mono`).

@@ -4,9 +4,10 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 
-use crate::MediaError;
+use crate::{ImageLimits, MediaError};
 
-/// Decodes a PNG, JPEG or WebP picture held in memory to 8-bit RGB.
+/// Decodes a PNG, JPEG or WebP picture held in memory to 8-bit RGB, within the default
+/// [`ImageLimits`] (8192 px per side, 40 Mpx).
 ///
 /// The format is recognised from the content. The EXIF orientation, when present, is applied,
 /// so a phone photo taken upright comes out upright. (The Python reference, PIL's
@@ -14,9 +15,27 @@ use crate::MediaError;
 /// dropped, grey is expanded, 16-bit is reduced to 8-bit, like PIL's `convert('RGB')`.
 ///
 /// # Errors
-/// [`MediaError::Empty`], [`MediaError::Unsupported`] for another format, and
-/// [`MediaError::ImageDecode`] for corrupt or truncated data.
+/// [`MediaError::Empty`], [`MediaError::Unsupported`] for another format,
+/// [`MediaError::PictureTooLarge`] for a header declaring a size over the limits (nothing is
+/// decoded then), and [`MediaError::ImageDecode`] for corrupt or truncated data.
 pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbImage, MediaError> {
+    decode_image_with(bytes, name, &ImageLimits::default())
+}
+
+/// [`decode_image`] within the given limits.
+///
+/// The size is read from the header and checked against `limits` before a pixel is decoded, so
+/// a decompression bomb (a small file declaring a huge picture) costs only its header; the
+/// decoder itself then runs under `image::Limits` built from `limits` (its allocation budget
+/// included).
+///
+/// # Errors
+/// Those of [`decode_image`].
+pub fn decode_image_with(
+    bytes: &[u8],
+    name: &str,
+    limits: &ImageLimits,
+) -> Result<RgbImage, MediaError> {
     if bytes.is_empty() {
         return Err(MediaError::Empty { name: name.into() });
     }
@@ -37,8 +56,24 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbImage, MediaError> {
         name: name.into(),
         source,
     };
-    let mut decoder = ImageReader::with_format(Cursor::new(bytes), format)
-        .into_decoder()
+    // Read the header under the allocation budget only, so that an oversized picture is
+    // reported with its declared size rather than as `image`'s generic limit error.
+    let mut header_limits = image::Limits::default();
+    header_limits.max_alloc = Some(limits.max_alloc());
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    reader.limits(header_limits);
+    let mut decoder = reader.into_decoder().map_err(decode_err)?;
+    let (width, height) = decoder.dimensions();
+    if let Some(limit) = limits.check(width, height) {
+        return Err(MediaError::PictureTooLarge {
+            name: name.into(),
+            width,
+            height,
+            limit,
+        });
+    }
+    decoder
+        .set_limits(limits.to_image_limits())
         .map_err(decode_err)?;
     let orientation = decoder.orientation().map_err(decode_err)?;
     let mut picture = DynamicImage::from_decoder(decoder).map_err(decode_err)?;

@@ -12,9 +12,14 @@
 //! `bf16`: weights and inputs are converted to it and the tolerances scaled by
 //! [`sonic_parity::tolerance_scale`].
 //!
-//! Exit status: 0 when every tensor of every case is within tolerance, 1 when a tensor is not,
-//! 2 when a case cannot run (unknown component, unreadable files, weights that do not load) or
-//! the arguments are wrong.
+//! A directory is a case when it holds a `config.json`. A directory that does not is replaced
+//! by its subdirectories that are cases (`parity fixtures/golden` runs every golden case), or,
+//! with none, skipped with a note on stderr (`fixtures/golden/*/` names `keys/` too); a path
+//! that does not exist is a case that cannot run.
+//!
+//! Exit status: 0 when every tensor and check of every case is within tolerance, 1 when one is
+//! not, 2 when a case cannot run (unknown component, unreadable files, weights that do not
+//! load), no case was given, or the arguments are wrong.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,6 +99,34 @@ impl Outcome {
     }
 }
 
+/// The case directories named by `dirs` (see the module docs), with a note on stderr for each
+/// directory skipped.
+fn case_dirs(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let is_case = |dir: &std::path::Path| dir.join("config.json").is_file();
+    let mut cases = Vec::new();
+    for dir in dirs {
+        if is_case(dir) || !dir.is_dir() {
+            cases.push(dir.clone());
+            continue;
+        }
+        let mut inner: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| is_case(path))
+            .collect();
+        if inner.is_empty() {
+            eprintln!(
+                "{}: not a case directory (no config.json) and holds none: skipped",
+                dir.display()
+            );
+        }
+        inner.sort();
+        cases.extend(inner);
+    }
+    cases
+}
+
 fn run_all<B: Backend>(args: &Args, device: &B::Device) -> Outcome {
     let mut outcome = Outcome::Passed;
     for dir in &args.cases {
@@ -135,7 +168,14 @@ impl BackendFn for RunAll<'_> {
 
 fn run(args: impl IntoIterator<Item = String>) -> Outcome {
     let args = match parse_args(args) {
-        Ok(args) => args,
+        Ok(mut args) => {
+            args.cases = case_dirs(&args.cases);
+            if args.cases.is_empty() {
+                eprintln!("error: no case directory among the arguments");
+                return Outcome::CannotRun;
+            }
+            args
+        }
         Err(message) => {
             if !message.is_empty() {
                 eprintln!("error: {message}");
@@ -204,10 +244,82 @@ mod tests {
         assert!(parse(&[]).is_err());
     }
 
+    /// Every subdirectory of `fixtures/golden`, as the shell expands `fixtures/golden/*/`.
+    fn golden_subdirectories() -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(golden(""))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.is_dir())
+            .collect();
+        dirs.sort();
+        dirs
+    }
+
     #[test]
-    fn passing_cases_exit_zero() {
-        let cases = [golden("whisper_encoder"), golden("clip_vision")];
-        assert_eq!(run_dirs(&cases), Outcome::Passed);
+    fn case_directories_are_found() {
+        let dirs = golden_subdirectories();
+        let cases: Vec<PathBuf> = dirs
+            .iter()
+            .filter(|d| d.join("config.json").is_file())
+            .cloned()
+            .collect();
+        assert_eq!(cases.len(), 12, "{cases:?}");
+        assert!(cases.contains(&golden("pipeline_e2e")));
+        // `keys/` is no case and is skipped; the parent stands for its cases.
+        assert!(dirs.contains(&golden("keys")));
+        assert_eq!(case_dirs(&dirs), cases);
+        assert_eq!(case_dirs(&[golden("")]), cases);
+        assert!(case_dirs(&[golden("keys")]).is_empty());
+        assert_eq!(run_dirs(&[golden("keys")]), Outcome::CannotRun);
+    }
+
+    #[test]
+    fn every_golden_case_passes() {
+        // `parity fixtures/golden/*/`: every case, `pipeline_e2e` included.
+        assert_eq!(run_dirs(&golden_subdirectories()), Outcome::Passed);
+    }
+
+    /// A copy of `pipeline_e2e` in a temporary directory, its weight paths made absolute (the
+    /// fixtures' own files), with `io.safetensors` changed by `edit(name, data)` per tensor.
+    fn pipeline_copy(edit: impl Fn(&str, &mut [u8])) -> tempfile::TempDir {
+        let source = golden("pipeline_e2e");
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["portrait.png", "speech.wav"] {
+            std::fs::copy(source.join(file), dir.path().join(file)).unwrap();
+        }
+        let text = std::fs::read_to_string(source.join("config.json")).unwrap();
+        let mut config: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let weights = config["config"]["weights"].as_object_mut().unwrap();
+        assert_eq!(weights.len(), 9);
+        for path in weights.values_mut() {
+            let absolute = source.join(path.as_str().unwrap());
+            assert!(absolute.exists(), "{}", absolute.display());
+            *path = absolute.display().to_string().into();
+        }
+        std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+
+        let io = std::fs::read(source.join("io.safetensors")).unwrap();
+        let mut edited = io.clone();
+        let tensors = safetensors::SafeTensors::deserialize(&io).unwrap();
+        for (name, view) in tensors.tensors() {
+            let start = view.data().as_ptr() as usize - io.as_ptr() as usize;
+            edit(&name, &mut edited[start..start + view.data().len()]);
+        }
+        std::fs::write(dir.path().join("io.safetensors"), edited).unwrap();
+        dir
+    }
+
+    #[test]
+    fn perturbed_pipeline_case_is_out_of_tolerance() {
+        // The first decoded pixel 0.5 off (its tolerance is 1e-2); nothing else changed.
+        let copy = pipeline_copy(|name, data| {
+            if name == "decoded_frames" {
+                let value = f32::from_le_bytes(data[..4].try_into().unwrap()) + 0.5;
+                data[..4].copy_from_slice(&value.to_le_bytes());
+            }
+        });
+        let outcome = run_dirs(&[copy.path().to_path_buf()]);
+        assert_eq!(outcome, Outcome::OutOfTolerance);
     }
 
     #[cfg(not(feature = "cuda"))]

@@ -12,6 +12,7 @@ use super::{Case, ParityError, ParityOptions, ParityReport};
 mod audio_adapters;
 mod clip;
 mod media;
+mod pipeline;
 mod rife;
 mod scheduler;
 mod unet;
@@ -32,6 +33,7 @@ pub fn components() -> &'static [&'static str] {
         "autoencoder_kl_temporal_decoder",
         "whisper_log_mel",
         "image_preprocess",
+        "sonic_pipeline_end_to_end",
     ]
 }
 
@@ -66,6 +68,9 @@ pub fn run_case<B: Backend>(
         "autoencoder_kl_temporal_decoder" => vae::vae::<B>(&case, device, options, &mut report)?,
         "whisper_log_mel" => media::log_mel(&case, &mut report)?,
         "image_preprocess" => media::image_preprocess(&case, &mut report)?,
+        "sonic_pipeline_end_to_end" => {
+            pipeline::pipeline_end_to_end::<B>(&case, device, options, &mut report)?
+        }
         other => {
             return Err(ParityError::UnknownComponent {
                 component: other.to_string(),

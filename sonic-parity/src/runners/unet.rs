@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 use serde::Deserialize;
 
 use crate::{Case, HostTensor, ParityError, ParityOptions, ParityReport};
-use sonic_core::models::unet::{FaceMask, UNetConfig, load_unet};
+use sonic_core::models::unet::{FaceMask, UNetConfig, UNetInput, load_unet};
 use sonic_core::weights::LoadOptions;
 
 /// `add_ip_adapters(unet, num_adapter_embeds, scale)` as recorded in the case config.
@@ -72,8 +72,9 @@ pub(super) fn unet<B: Backend>(
     let mask = FaceMask::from_tensor(case.input::<B, 4>("ip_adapter_mask", device)?)
         .map_err(|e| invalid(case, format!("`ip_adapter_mask`: {e}")))?;
 
-    let (output, trace) =
-        model.forward_traced(sample, timestep, clip, audio, added_time_ids, Some(&mask));
+    let (output, trace) = model.forward_traced(
+        UNetInput::new(sample, timestep, clip, audio, added_time_ids).with_face_mask(&mask),
+    );
     report.check_tensor(case, "output", output)?;
     report.check_tensor(case, "debug_time_embedding", trace.time_embedding)?;
     report.check_tensor(case, "debug_add_embedding", trace.add_embedding)?;

@@ -1,21 +1,24 @@
-//! Test support: the stores the conformance suite runs against, and the local S3 server.
+//! Test support: the stores the conformance suite runs against, and the S3 server.
 //!
-//! S3 tests use the server named by `SONIC_TEST_S3_ENDPOINT` (what `.ci/s3-server.sh start`
-//! prints), or else start `s3s-fs` from `PATH` themselves. A missing `s3s-fs` fails the test with
-//! the command that installs it: S3 tests are never skipped.
+//! S3 tests use the server named by `SONIC_TEST_S3_ENDPOINT` (any S3-compatible server with the
+//! credentials, buckets and virtual-hosted base below), or else an in-process one: s3s over
+//! s3s-fs, served with hyper on a free 127.0.0.1 port. It checks SigV4 signatures (so tampered
+//! and expired presigned URLs are refused) and serves path-style and virtual-hosted-style
+//! requests. Nothing outside the test binary is needed.
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use sonic_storage::object_store::client::{DnsFuture, DnsResolver};
 use sonic_storage::object_store::{BackoffConfig, ClientOptions, RetryConfig};
 use sonic_storage::{Addressing, Credentials, MIN_PART_SIZE, Storage, StoreConfig};
 
-/// Where a running server is (`http://127.0.0.1:PORT`).
+/// Where an external server is (`http://127.0.0.1:PORT`); unset: the in-process server.
 pub const ENDPOINT_VAR: &str = "SONIC_TEST_S3_ENDPOINT";
 /// The credentials the test server accepts.
 pub const ACCESS_KEY: &str = "sonic-test-key";
@@ -26,7 +29,6 @@ pub const VHOST_BASE: &str = "s3.sonic.test";
 /// The two buckets: inputs and outputs live in different buckets in every S3 test.
 pub const INPUT_BUCKET: &str = "sonic-inputs";
 pub const OUTPUT_BUCKET: &str = "sonic-outputs";
-pub const INSTALL: &str = "cargo install s3s-fs --version 0.14.1 --features binary --locked";
 
 /// Installs rustls' ring provider for the plain HTTP test client (the stores do it themselves).
 pub fn crypto() {
@@ -51,64 +53,114 @@ impl DnsResolver for Loopback {
     }
 }
 
-/// An `s3s-fs` process this test started; killed when dropped.
+/// A running in-process server: its own thread and tokio runtime, so that stopping it closes the
+/// listener and every connection at once (as a crash would), whatever runtime the test is on.
+struct Running {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("the S3 server thread panicked");
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The s3s service over `root`: SigV4 with the test key, virtual-hosted base
+/// `s3.sonic.test:{port}`.
+fn service(root: &Path, port: u16) -> s3s::service::S3Service {
+    let fs = s3s_fs::FileSystem::new(root).expect("s3s-fs over the data directory");
+    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+    builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+    builder.set_host(
+        s3s::host::MultiDomain::new([format!("{VHOST_BASE}:{port}")]).expect("virtual-hosted base"),
+    );
+    builder.build()
+}
+
+/// Binds 127.0.0.1:`port` (0: a free one). A restart binds the port it had, retrying for a few
+/// seconds while the old listener goes away.
+fn bind(port: u16) -> std::net::TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match std::net::TcpListener::bind(("127.0.0.1", port)) {
+            Ok(listener) => {
+                listener
+                    .set_nonblocking(true)
+                    .expect("non-blocking listener");
+                return listener;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("cannot listen on 127.0.0.1:{port}: {e}"),
+        }
+    }
+}
+
+fn start(root: &Path, port: u16) -> (Running, u16) {
+    let listener = bind(port);
+    let port = listener.local_addr().expect("listener address").port();
+    let service = service(root, port);
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name(format!("s3-server-{port}"))
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("S3 server runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                loop {
+                    let socket = tokio::select! {
+                        _ = &mut stopped => break,
+                        accepted = listener.accept() => match accepted {
+                            Ok((socket, _)) => socket,
+                            Err(_) => continue,
+                        },
+                    };
+                    let service = service.clone();
+                    tokio::spawn(async move {
+                        let builder = ConnBuilder::new(TokioExecutor::new());
+                        let _ = builder
+                            .serve_connection(TokioIo::new(socket), service)
+                            .await;
+                    });
+                }
+            });
+            // Drops the listener and every connection task: clients see the server gone.
+            runtime.shutdown_timeout(Duration::from_secs(5));
+        })
+        .expect("S3 server thread");
+    (
+        Running {
+            stop: Some(stop),
+            thread: Some(thread),
+        },
+        port,
+    )
+}
+
+/// An in-process S3 server over a fresh data directory holding both buckets; stopped when
+/// dropped.
 pub struct S3Server {
-    child: Option<Child>,
+    running: Option<Running>,
     pub port: u16,
     pub root: PathBuf,
     _dir: tempfile::TempDir,
-}
-
-fn s3s_fs_binary() -> PathBuf {
-    std::env::var_os("SONIC_TEST_S3S_FS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("s3s-fs"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("no free local port")
-        .port()
-}
-
-fn start(root: &Path, port: u16) -> Child {
-    let mut child = Command::new(s3s_fs_binary())
-        .arg("--host")
-        .arg("127.0.0.1")
-        .arg("--port")
-        .arg(port.to_string())
-        .arg("--access-key")
-        .arg(ACCESS_KEY)
-        .arg("--secret-key")
-        .arg(SECRET_KEY)
-        .arg("--domain")
-        .arg(format!("{VHOST_BASE}:{port}"))
-        .arg(root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start s3s-fs ({e}). The S3 tests need it: install it with `{INSTALL}`, \
-                 or point {ENDPOINT_VAR} at a running server (`.ci/s3-server.sh start`)"
-            )
-        });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
-        }
-        if let Some(status) = child.try_wait().expect("waiting on s3s-fs") {
-            panic!("s3s-fs exited with {status} before listening on port {port}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "s3s-fs did not listen on port {port} within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 impl S3Server {
@@ -119,28 +171,28 @@ impl S3Server {
         for bucket in [INPUT_BUCKET, OUTPUT_BUCKET] {
             std::fs::create_dir(root.join(bucket)).expect("bucket dir");
         }
-        let port = free_port();
-        let child = start(&root, port);
+        let (running, port) = start(&root, 0);
         Self {
-            child: Some(child),
+            running: Some(running),
             port,
             root,
             _dir: dir,
         }
     }
 
-    /// Kills the server (as a crash would).
+    /// Stops accepting and drops every open connection (as a crash would); the data stays.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut running) = self.running.take() {
+            running.stop();
         }
     }
 
     /// Starts it again on the same port over the same directory.
     pub fn restart(&mut self) {
         self.stop();
-        self.child = Some(start(&self.root, self.port));
+        let (running, port) = start(&self.root, self.port);
+        assert_eq!(port, self.port);
+        self.running = Some(running);
     }
 
     pub fn endpoint(&self) -> String {
@@ -255,8 +307,9 @@ pub fn plain_http(port: u16) -> reqwest::Client {
 pub struct Fixture {
     pub name: &'static str,
     pub storage: Storage,
-    /// Whether the store signs URLs (S3) or must refuse to (memory, local directory).
-    pub signs: bool,
+    /// The S3 addressing (the store signs URLs), or `None`: it must refuse to sign (memory,
+    /// local directory).
+    pub addressing: Option<Addressing>,
     pub http: Option<reqwest::Client>,
     _server: Option<S3Server>,
     _dirs: Vec<tempfile::TempDir>,
@@ -273,7 +326,7 @@ pub fn memory() -> Fixture {
     Fixture {
         name: "memory",
         storage: Storage::from_configs(&config, &config).expect("memory stores"),
-        signs: false,
+        addressing: None,
         http: None,
         _server: None,
         _dirs: Vec::new(),
@@ -295,7 +348,7 @@ pub fn local_dir() -> Fixture {
     Fixture {
         name: "local directory",
         storage,
-        signs: false,
+        addressing: None,
         http: None,
         _server: None,
         _dirs: vec![inputs, outputs],
@@ -316,23 +369,9 @@ pub fn s3(addressing: Addressing) -> Fixture {
             _ => "s3 path-style",
         },
         storage,
-        signs: true,
+        addressing: Some(addressing),
         http: Some(plain_http(target.port)),
         _server: target.server,
         _dirs: Vec::new(),
     }
-}
-
-/// Deterministic pseudo-random bytes (xorshift), so large bodies are not trivially compressible
-/// or periodic.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }

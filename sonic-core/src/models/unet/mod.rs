@@ -38,6 +38,7 @@ pub use blocks::{DownBlockType, UpBlockType};
 pub use face_mask::{FaceMask, FaceMaskError};
 pub use transformer::CrossAttentionContext;
 
+use super::ConfigError;
 use crate::nn::attention::AttentionChunking;
 use crate::nn::embeddings::{TimestepEmbedding, TimestepEmbeddingConfig, timestep_embedding};
 use crate::nn::norm::group_norm;
@@ -133,9 +134,9 @@ impl UNetConfig {
     /// settings are not part of it: they keep their defaults (see [`UNetConfig::with_audio_tokens`]).
     pub fn from_diffusers_file(path: impl AsRef<Path>) -> Result<Self, LoadError> {
         let path = path.as_ref();
-        let invalid = |message: String| LoadError::Config {
+        let invalid = |source: ConfigError| LoadError::Config {
             file: path.to_path_buf(),
-            message,
+            source,
         };
         let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
             file: path.to_path_buf(),
@@ -144,15 +145,18 @@ impl UNetConfig {
         Self::from_diffusers_json(&text).map_err(invalid)
     }
 
-    /// [`UNetConfig::from_diffusers_file`] on the JSON text; the error says what is wrong.
-    pub fn from_diffusers_json(text: &str) -> Result<Self, String> {
-        let raw: DiffusersUNetConfig = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    /// [`UNetConfig::from_diffusers_file`] on the JSON text; the error names the field and
+    /// its value.
+    pub fn from_diffusers_json(text: &str) -> Result<Self, ConfigError> {
+        let raw: DiffusersUNetConfig = serde_json::from_str(text)?;
         let levels = raw.block_out_channels.len();
-        let uniform = |name: &str, value: PerBlock| match value {
+        let uniform = |name: &'static str, value: PerBlock| match value {
             PerBlock::One(v) => Ok(v),
             PerBlock::Each(v) if !v.is_empty() && v.iter().all(|&x| x == v[0]) => Ok(v[0]),
-            PerBlock::Each(v) => Err(format!(
-                "`{name}` = {v:?}: only one value for every block is supported"
+            PerBlock::Each(v) => Err(ConfigError::unsupported(
+                name,
+                v,
+                "one value for every block",
             )),
         };
         let down_block_types = raw
@@ -163,7 +167,11 @@ impl UNetConfig {
                     Ok(DownBlockType::CrossAttnDownBlockSpatioTemporal)
                 }
                 "DownBlockSpatioTemporal" => Ok(DownBlockType::DownBlockSpatioTemporal),
-                other => Err(format!("unsupported down block type `{other}`")),
+                other => Err(ConfigError::unsupported(
+                    "down_block_types",
+                    other,
+                    "CrossAttnDownBlockSpatioTemporal, DownBlockSpatioTemporal",
+                )),
             })
             .collect::<Result<_, _>>()?;
         let up_block_types = raw
@@ -172,7 +180,11 @@ impl UNetConfig {
             .map(|t| match t.as_str() {
                 "UpBlockSpatioTemporal" => Ok(UpBlockType::UpBlockSpatioTemporal),
                 "CrossAttnUpBlockSpatioTemporal" => Ok(UpBlockType::CrossAttnUpBlockSpatioTemporal),
-                other => Err(format!("unsupported up block type `{other}`")),
+                other => Err(ConfigError::unsupported(
+                    "up_block_types",
+                    other,
+                    "UpBlockSpatioTemporal, CrossAttnUpBlockSpatioTemporal",
+                )),
             })
             .collect::<Result<_, _>>()?;
         let num_attention_heads = match raw.num_attention_heads {
@@ -199,11 +211,14 @@ impl UNetConfig {
         Ok(config)
     }
 
-    /// Checks that the config describes a buildable model; the error says what is wrong.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks that the config describes a buildable model; the error names the field and its
+    /// value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let levels = self.block_out_channels.len();
         if levels == 0 {
-            return Err("`block_out_channels` is empty".into());
+            return Err(ConfigError::Empty {
+                field: "block_out_channels",
+            });
         }
         for (name, len) in [
             ("down_block_types", self.down_block_types.len()),
@@ -211,15 +226,24 @@ impl UNetConfig {
             ("num_attention_heads", self.num_attention_heads.len()),
         ] {
             if len != levels {
-                return Err(format!(
-                    "`{name}` has {len} entries, `block_out_channels` {levels}"
-                ));
+                return Err(ConfigError::LengthMismatch {
+                    field: name,
+                    len,
+                    other: "block_out_channels",
+                    other_len: levels,
+                });
             }
         }
-        if self.layers_per_block == 0 || self.transformer_layers_per_block == 0 {
-            return Err(
-                "`layers_per_block` and `transformer_layers_per_block` must be >= 1".into(),
-            );
+        for (name, value) in [
+            ("layers_per_block", self.layers_per_block),
+            (
+                "transformer_layers_per_block",
+                self.transformer_layers_per_block,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(name, value, "must be at least 1"));
+            }
         }
         for (&c, &heads) in self
             .block_out_channels
@@ -227,22 +251,31 @@ impl UNetConfig {
             .zip(&self.num_attention_heads)
         {
             if c == 0 || !c.is_multiple_of(32) {
-                return Err(format!(
-                    "block width {c} is not a positive multiple of 32 (GroupNorm groups)"
+                return Err(ConfigError::invalid(
+                    "block_out_channels",
+                    c,
+                    "must be a positive multiple of 32 (GroupNorm groups)",
                 ));
             }
             if heads == 0 || !c.is_multiple_of(heads) {
-                return Err(format!("block width {c} is not divisible by {heads} heads"));
+                return Err(ConfigError::invalid(
+                    "num_attention_heads",
+                    heads,
+                    format!("must divide the block width {c}"),
+                ));
             }
         }
         if !self
             .projection_class_embeddings_input_dim
             .is_multiple_of(self.addition_time_embed_dim.max(1))
         {
-            return Err(format!(
-                "`projection_class_embeddings_input_dim` {} is not a multiple of \
-                 `addition_time_embed_dim` {}",
-                self.projection_class_embeddings_input_dim, self.addition_time_embed_dim
+            return Err(ConfigError::invalid(
+                "projection_class_embeddings_input_dim",
+                self.projection_class_embeddings_input_dim,
+                format!(
+                    "must be a multiple of `addition_time_embed_dim` {}",
+                    self.addition_time_embed_dim
+                ),
             ));
         }
         Ok(())
@@ -363,6 +396,63 @@ pub struct UNet<B: Backend> {
     chunking: AttentionChunking,
 }
 
+/// The inputs of one [`UNet::forward`] call.
+///
+/// `clip_context` and `audio_context` are per frame (batch-major, frame fastest), as Sonic
+/// passes them; a CLIP context with one row per batch entry is repeated over the frames.
+/// `face_mask` multiplies the spatial audio attention (the temporal one is never masked);
+/// `None` (the default of [`UNetInput::new`]) leaves it unmasked.
+///
+/// # Shapes
+/// - `sample`: `[b, f, in_channels, h, w]` (noisy latents scaled for the step, then the
+///   image latents)
+/// - `timestep`: `[1]` or `[b]` (`c_noise = 0.25·ln σ`)
+/// - `clip_context`: `[b·f, clip_tokens, d]` or `[b, clip_tokens, d]`
+/// - `audio_context`: `[b·f, audio_tokens, d]`
+/// - `added_time_ids`: `[b, 3]` (fps, motion bucket head, motion bucket expression)
+/// - `face_mask`: a pixel-space mask of the `8h x 8w` frame, resampled to each token grid
+#[derive(Debug, Clone)]
+pub struct UNetInput<'a, B: Backend> {
+    /// Noisy latents concatenated on channels with the image latents, `[b, f, in_channels, h, w]`.
+    pub sample: Tensor<B, 5>,
+    /// The continuous timestep, `[1]` or `[b]`.
+    pub timestep: Tensor<B, 1>,
+    /// CLIP image context, `[b·f, clip_tokens, d]` or `[b, clip_tokens, d]`.
+    pub clip_context: Tensor<B, 3>,
+    /// Audio tokens, `[b·f, audio_tokens, d]`.
+    pub audio_context: Tensor<B, 3>,
+    /// `[fps, head bucket, expression bucket]` per batch entry, `[b, 3]`.
+    pub added_time_ids: Tensor<B, 2>,
+    /// Mask of the spatial audio attention (`None`: unmasked).
+    pub face_mask: Option<&'a FaceMask>,
+}
+
+impl<'a, B: Backend> UNetInput<'a, B> {
+    /// The required inputs, unmasked (see the type's `# Shapes`).
+    pub fn new(
+        sample: Tensor<B, 5>,
+        timestep: Tensor<B, 1>,
+        clip_context: Tensor<B, 3>,
+        audio_context: Tensor<B, 3>,
+        added_time_ids: Tensor<B, 2>,
+    ) -> Self {
+        Self {
+            sample,
+            timestep,
+            clip_context,
+            audio_context,
+            added_time_ids,
+            face_mask: None,
+        }
+    }
+
+    /// Masks the spatial audio attention with `face_mask`.
+    pub fn with_face_mask(mut self, face_mask: &'a FaceMask) -> Self {
+        self.face_mask = Some(face_mask);
+        self
+    }
+}
+
 /// Intermediate tensors of one forward pass, for parity checks and debugging.
 #[derive(Debug, Clone)]
 pub struct UNetTrace<B: Backend> {
@@ -405,81 +495,36 @@ impl<B: Backend> UNet<B> {
         grids
     }
 
-    /// Predicts the v-target of every frame.
-    ///
-    /// `clip_context` and `audio_context` are per frame (batch-major, frame fastest), as Sonic
-    /// passes them; a CLIP context with one row per batch entry is repeated over the frames.
-    /// `face_mask` multiplies the spatial audio attention (the temporal one is never masked);
-    /// `None` leaves it unmasked.
+    /// Predicts the v-target of every frame (see [`UNetInput`] for the inputs and shapes).
     ///
     /// # Shapes
-    /// - `sample`: `[b, f, in_channels, h, w]` (noisy latents scaled for the step, then the
-    ///   image latents)
-    /// - `timestep`: `[1]` or `[b]` (`c_noise = 0.25·ln σ`)
-    /// - `clip_context`: `[b·f, clip_tokens, d]` or `[b, clip_tokens, d]`
-    /// - `audio_context`: `[b·f, audio_tokens, d]`
-    /// - `added_time_ids`: `[b, 3]` (fps, motion bucket head, motion bucket expression)
+    /// - input: as [`UNetInput`]
     /// - returns `[b, f, out_channels, h, w]`
     ///
     /// # Panics
     /// On inconsistent shapes (a caller bug; the pipeline builds them).
-    pub fn forward(
-        &self,
-        sample: Tensor<B, 5>,
-        timestep: Tensor<B, 1>,
-        clip_context: Tensor<B, 3>,
-        audio_context: Tensor<B, 3>,
-        added_time_ids: Tensor<B, 2>,
-        face_mask: Option<&FaceMask>,
-    ) -> Tensor<B, 5> {
-        self.run(
-            sample,
-            timestep,
-            clip_context,
-            audio_context,
-            added_time_ids,
-            face_mask,
-            false,
-        )
-        .0
+    pub fn forward(&self, input: UNetInput<'_, B>) -> Tensor<B, 5> {
+        self.run(input, false).0
     }
 
     /// [`UNet::forward`], also returning the embeddings and every block's output.
     ///
     /// # Shapes
     /// As [`UNet::forward`].
-    pub fn forward_traced(
-        &self,
-        sample: Tensor<B, 5>,
-        timestep: Tensor<B, 1>,
-        clip_context: Tensor<B, 3>,
-        audio_context: Tensor<B, 3>,
-        added_time_ids: Tensor<B, 2>,
-        face_mask: Option<&FaceMask>,
-    ) -> (Tensor<B, 5>, UNetTrace<B>) {
-        let (out, trace) = self.run(
+    pub fn forward_traced(&self, input: UNetInput<'_, B>) -> (Tensor<B, 5>, UNetTrace<B>) {
+        let (out, trace) = self.run(input, true);
+        (out, trace.expect("a traced run records a trace"))
+    }
+
+    fn run(&self, input: UNetInput<'_, B>, record: bool) -> (Tensor<B, 5>, Option<UNetTrace<B>>) {
+        let UNetInput {
             sample,
             timestep,
             clip_context,
             audio_context,
             added_time_ids,
             face_mask,
-            true,
-        );
-        (out, trace.expect("a traced run records a trace"))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn run(
-        &self,
-        sample: Tensor<B, 5>,
-        timestep: Tensor<B, 1>,
-        clip_context: Tensor<B, 3>,
-        audio_context: Tensor<B, 3>,
-        added_time_ids: Tensor<B, 2>,
-        face_mask: Option<&FaceMask>,
-        record: bool,
-    ) -> (Tensor<B, 5>, Option<UNetTrace<B>>) {
+        } = input;
         let [b, f, channels, h, w] = sample.dims();
         let dtype = sample.dtype();
 
@@ -588,9 +633,9 @@ pub fn load_unet<B: Backend>(
     device: &B::Device,
 ) -> Result<(UNet<B>, LoadReport), LoadError> {
     let path = path.as_ref();
-    config.validate().map_err(|message| LoadError::Config {
+    config.validate().map_err(|source| LoadError::Config {
         file: path.to_path_buf(),
-        message,
+        source,
     })?;
     let checkpoint = Checkpoint::open(path)?;
     load_module(config.init(device), &checkpoint, options)

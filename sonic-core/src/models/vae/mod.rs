@@ -33,6 +33,7 @@ use serde::Deserialize;
 
 use self::decoder::TemporalDecoder;
 use self::encoder::Encoder;
+use super::ConfigError;
 use crate::weights::{Checkpoint, LoadError, LoadOptions, LoadReport, load_module};
 
 /// Frames decoded per chunk by Sonic (`decode_chunk_size` in `sonic.yaml`).
@@ -85,17 +86,18 @@ impl AutoencoderKLTemporalDecoderConfig {
             file: path.to_path_buf(),
             source,
         })?;
-        let invalid = |message: String| LoadError::Config {
+        let invalid = |source: ConfigError| LoadError::Config {
             file: path.to_path_buf(),
-            message,
+            source,
         };
-        let raw: DiffusersVaeConfig =
-            serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let raw: DiffusersVaeConfig = serde_json::from_str(&text).map_err(|e| invalid(e.into()))?;
         if let Some(class) = &raw.class_name
             && class != "AutoencoderKLTemporalDecoder"
         {
-            return Err(invalid(format!(
-                "`_class_name` is `{class}`, expected `AutoencoderKLTemporalDecoder`"
+            return Err(invalid(ConfigError::unsupported(
+                "_class_name",
+                class,
+                "AutoencoderKLTemporalDecoder",
             )));
         }
         let config = Self {
@@ -108,34 +110,42 @@ impl AutoencoderKLTemporalDecoderConfig {
         };
         if let Some(types) = &raw.down_block_types {
             if let Some(other) = types.iter().find(|t| *t != "DownEncoderBlock2D") {
-                return Err(invalid(format!(
-                    "down block type `{other}` is not supported (only DownEncoderBlock2D)"
+                return Err(invalid(ConfigError::unsupported(
+                    "down_block_types",
+                    other,
+                    "DownEncoderBlock2D",
                 )));
             }
             if types.len() != config.block_out_channels.len() {
-                return Err(invalid(format!(
-                    "{} down_block_types for {} block_out_channels",
-                    types.len(),
-                    config.block_out_channels.len()
-                )));
+                return Err(invalid(ConfigError::LengthMismatch {
+                    field: "down_block_types",
+                    len: types.len(),
+                    other: "block_out_channels",
+                    other_len: config.block_out_channels.len(),
+                }));
             }
         }
         config.validate().map_err(invalid)?;
         Ok(config)
     }
 
-    /// Checks that a model can be built from this config (what [`Self::init`] assumes).
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks that a model can be built from this config (what [`Self::init`] assumes); the
+    /// error names the field and its value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.block_out_channels.is_empty() {
-            return Err("`block_out_channels` is empty".into());
+            return Err(ConfigError::Empty {
+                field: "block_out_channels",
+            });
         }
         if let Some(c) = self
             .block_out_channels
             .iter()
             .find(|&&c| c == 0 || c % 32 != 0)
         {
-            return Err(format!(
-                "block_out_channels entry {c} is not a positive multiple of 32 (GroupNorm groups)"
+            return Err(ConfigError::invalid(
+                "block_out_channels",
+                c,
+                "must be a positive multiple of 32 (GroupNorm groups)",
             ));
         }
         for (name, value) in [
@@ -145,13 +155,14 @@ impl AutoencoderKLTemporalDecoderConfig {
             ("latent_channels", self.latent_channels),
         ] {
             if value == 0 {
-                return Err(format!("`{name}` must be at least 1"));
+                return Err(ConfigError::invalid(name, value, "must be at least 1"));
             }
         }
         if !self.scaling_factor.is_finite() || self.scaling_factor == 0.0 {
-            return Err(format!(
-                "`scaling_factor` {} must be finite and non-zero",
-                self.scaling_factor
+            return Err(ConfigError::invalid(
+                "scaling_factor",
+                self.scaling_factor,
+                "must be finite and non-zero",
             ));
         }
         Ok(())
@@ -481,9 +492,9 @@ pub fn load_vae_file<B: Backend>(
     device: &B::Device,
 ) -> Result<(AutoencoderKLTemporalDecoder<B>, LoadReport), LoadError> {
     let path = path.as_ref();
-    config.validate().map_err(|message| LoadError::Config {
+    config.validate().map_err(|source| LoadError::Config {
         file: path.to_path_buf(),
-        message,
+        source,
     })?;
     let checkpoint = Checkpoint::open(path)?;
     load_module(config.init(device), &checkpoint, options)

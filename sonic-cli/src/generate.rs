@@ -1,55 +1,45 @@
-//! Generates a talking-head video from one portrait and one speech recording.
+//! `sonic generate`: a talking-head video from one portrait and one speech recording.
 //!
 //! ```text
 //! # No weights needed: tiny random weights on a bundled portrait and speech clip (noise out).
-//! cargo run --release --example generate -- --demo
+//! sonic generate --demo
 //!
 //! # The released checkpoints (layout in docs/pipeline.md), outputs in ./sonic-data.
-//! cargo run --release --example generate -- \
-//!     --image face.png --audio speech.wav --weights checkpoints --out video.mp4
+//! sonic generate --image face.png --audio speech.wav --weights checkpoints --out video.mp4
 //!
-//! # Any store (file:///..., s3://bucket/prefix, oss://..., memory://), any device.
-//! cargo run --release --features cuda --example generate -- \
-//!     --image face.png --audio speech.wav --weights checkpoints \
+//! # Any store (file:///..., s3://bucket/prefix, oss://..., memory://), any device
+//! # (built with `--features cuda`).
+//! sonic generate --image face.png --audio speech.wav --weights checkpoints \
 //!     --store s3://my-bucket/sonic --device cuda --dtype f16 --inference-steps 25 --seed 0
 //! ```
 //!
 //! The inputs are uploaded to the store under `inputs/{tenant}/{job}/`, the pipeline writes
-//! `outputs/{tenant}/{job}/video.mp4` and `manifest.json`; the example prints their keys and,
+//! `outputs/{tenant}/{job}/video.mp4` and `manifest.json`; the command prints their keys and,
 //! when the store can sign URLs, a download URL valid for an hour. Every parameter of
 //! `GenerationParams` has a flag (`--help` lists them with Sonic's defaults).
+//!
+//! Ctrl-C (SIGINT) or SIGTERM cancels the job: the manifest records it, no video is written
+//! and the temporary files are removed. A second Ctrl-C exits at once.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use sonic::backends::BackendChoice;
 use sonic::pipeline::{
-    FaceSpec, GenerationParams, JobControl, JobOutcome, JobRequest, Pipeline, Progress, Stage,
-    WeightsLayout, human_bytes,
+    CancellationToken, FaceSpec, GenerationParams, JobControl, JobOutcome, JobRequest, Pipeline,
+    Progress, Stage, WeightsLayout, human_bytes,
 };
 use sonic::storage::{InputKind, JobRef, ObjectStorageExt, Storage};
 
-/// The demo's portrait and speech (see `examples/assets/README.md`).
-const DEMO_PORTRAIT: &[u8] = include_bytes!("assets/portrait.png");
-const DEMO_SPEECH: &[u8] = include_bytes!("assets/speech.wav");
-/// The face box of the demo portrait (the `pipeline_e2e` fixture's fixed box).
-const DEMO_FACE: FaceSpec = FaceSpec::Box {
-    x: 18.6,
-    y: 12.3,
-    width: 27.2,
-    height: 33.9,
-};
+use crate::demo::{self, DemoWeights};
 
 const NOISE_WARNING: &str = "The demo runs the tiny RANDOM weights of the test fixtures: the video is noise, \
 not a talking face. Download the released checkpoints (docs/pipeline.md) and pass --weights DIR for real output.";
 
 /// Generate a lip-synced talking-head video (Sonic) from a portrait and a speech recording.
-#[derive(Debug, Parser)]
-#[command(name = "generate", version)]
-struct Cli {
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
     /// Run the whole pipeline with tiny random weights on a bundled portrait and speech clip
     /// (no download needed; the video is noise).
     #[arg(long, conflicts_with_all = ["image", "audio", "weights"])]
@@ -63,7 +53,7 @@ struct Cli {
     /// The released checkpoints folder (layout in docs/pipeline.md).
     #[arg(long, required_unless_present = "demo")]
     weights: Option<PathBuf>,
-    /// Also copy the video to this local file.
+    /// Also copy the video to this local file (its folder must exist).
     #[arg(long)]
     out: Option<PathBuf>,
     /// The object store for inputs and outputs: a folder, file:///..., s3://bucket/prefix,
@@ -239,6 +229,9 @@ fn parse_face_box(text: &str) -> Result<FaceSpec, String> {
 #[derive(Debug)]
 struct Plan {
     layout: WeightsLayout,
+    /// The unpacked demo weights (`layout` points into them): kept until the job is done,
+    /// since the manifest hashes the checkpoint files.
+    demo: Option<DemoWeights>,
     backend: BackendChoice,
     image: Input,
     audio: Input,
@@ -266,13 +259,33 @@ impl Input {
     }
 }
 
-impl Cli {
+/// Refuses an `--out` path whose folder does not exist or that is a folder itself, before any
+/// compute.
+fn check_out(out: &Path) -> Result<(), String> {
+    if out.is_dir() {
+        return Err(format!("--out {}: is a folder, not a file", out.display()));
+    }
+    let parent = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(format!(
+            "--out {}: the folder {} does not exist",
+            out.display(),
+            parent.display()
+        ));
+    }
+    Ok(())
+}
+
+impl GenerateArgs {
     /// The demo's parameters: the fixture's size and face box, Sonic's settings otherwise.
     fn base_params(&self) -> GenerationParams {
         if self.demo {
             GenerationParams {
-                min_resolution: 64,
-                face: DEMO_FACE,
+                min_resolution: demo::MIN_RESOLUTION,
+                face: demo::FACE,
                 ..GenerationParams::default()
             }
         } else {
@@ -280,10 +293,13 @@ impl Cli {
         }
     }
 
+    /// Checks every argument and resolves the inputs (for `--demo`: unpacks the embedded
+    /// weights), before anything is loaded or uploaded.
     fn plan(&self) -> Result<Plan, String> {
         let params = self.params.apply(self.base_params());
-        params.validate().map_err(|e| e.to_string())?;
-        let backend = BackendChoice::parse(&self.device, &self.dtype).map_err(|e| e.to_string())?;
+        params.validate().map_err(|e| crate::report(&e))?;
+        let backend =
+            BackendChoice::parse(&self.device, &self.dtype).map_err(|e| crate::report(&e))?;
         let job_id = self.job.clone().unwrap_or_else(|| {
             let ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -291,19 +307,21 @@ impl Cli {
                 .as_millis();
             format!("job-{ms}")
         });
-        let job = JobRef::parse(&self.tenant, &job_id).map_err(|e| e.to_string())?;
-        let (layout, image, audio) = if self.demo {
-            let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden");
-            let layout = WeightsLayout::demo(golden).map_err(|e| e.to_string())?;
+        let job = JobRef::parse(&self.tenant, &job_id).map_err(|e| crate::report(&e))?;
+        if let Some(out) = &self.out {
+            check_out(out)?;
+        }
+        let (layout, demo, image, audio) = if self.demo {
+            let weights = DemoWeights::unpack()?;
             let image = Input {
-                bytes: DEMO_PORTRAIT.to_vec(),
+                bytes: demo::PORTRAIT.to_vec(),
                 ext: "png".into(),
             };
             let audio = Input {
-                bytes: DEMO_SPEECH.to_vec(),
+                bytes: demo::SPEECH.to_vec(),
                 ext: "wav".into(),
             };
-            (layout, image, audio)
+            (weights.layout().clone(), Some(weights), image, audio)
         } else {
             // clap enforces these without --demo.
             let [Some(image), Some(audio), Some(weights)] =
@@ -312,11 +330,12 @@ impl Cli {
                 return Err("--image, --audio and --weights are required without --demo".into());
             };
             let layout = WeightsLayout::released(weights);
-            layout.check().map_err(|e| e.to_string())?;
-            (layout, Input::read(image)?, Input::read(audio)?)
+            layout.check().map_err(|e| crate::report(&e))?;
+            (layout, None, Input::read(image)?, Input::read(audio)?)
         };
         Ok(Plan {
             layout,
+            demo,
             backend,
             image,
             audio,
@@ -375,21 +394,70 @@ fn describe(p: &Progress) -> String {
     text
 }
 
+/// Cancels `token` on the first SIGINT (Ctrl-C) or SIGTERM; exits the process at once on the
+/// second.
+fn cancel_on_signals(token: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if signal().await.is_err() {
+            return;
+        }
+        eprintln!("\ncancelling the job (press Ctrl-C again to exit at once) ...");
+        token.cancel();
+        if signal().await.is_ok() {
+            std::process::exit(130);
+        }
+    })
+}
+
+/// The next SIGINT or SIGTERM (Ctrl-C only, off Unix).
+async fn signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        tokio::select! {
+            _ = interrupt.recv() => Ok(()),
+            _ = terminate.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}
+
+/// Runs `sonic generate`.
+///
+/// # Errors
+/// A message saying what went wrong (bad argument, missing file, failed job).
+pub async fn main(args: GenerateArgs) -> Result<(), String> {
+    let cancel = CancellationToken::new();
+    let signals = cancel_on_signals(cancel.clone());
+    let result = run(args, cancel).await;
+    signals.abort();
+    result.map(drop)
+}
+
 /// Runs the command line's job; returns the pipeline (for its store) and the outcome.
-async fn run(cli: Cli) -> Result<(Pipeline, JobOutcome), String> {
-    let plan = cli.plan()?;
-    if cli.demo {
+async fn run(
+    args: GenerateArgs,
+    cancel: CancellationToken,
+) -> Result<(Pipeline, JobOutcome), String> {
+    let plan = args.plan()?;
+    if args.demo {
         eprintln!("note: {NOISE_WARNING}");
     }
-    let store = Storage::open(&cli.store).map_err(|e| e.to_string())?;
+    let store = Storage::open(&args.store).map_err(|e| crate::report(&e))?;
     eprintln!("loading the models on {} ...", plan.backend);
     let layout = plan.layout.clone();
     let backend = plan.backend;
-    let pipeline =
-        tokio::task::spawn_blocking(move || Pipeline::with_weights(backend, store, &layout))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot load the models: {e}"))?;
+    let pipeline = tokio::task::spawn_blocking(move || {
+        Pipeline::builder(backend, store).weights(layout).build()
+    })
+    .await
+    .map_err(|e| crate::report(&e))?
+    .map_err(|e| format!("cannot load the models: {}", crate::report(&e)))?;
 
     let storage = pipeline.storage();
     for (kind, input) in [
@@ -399,12 +467,15 @@ async fn run(cli: Cli) -> Result<(Pipeline, JobOutcome), String> {
         storage
             .put_input(&plan.job, kind, &input.ext, input.bytes.clone())
             .await
-            .map_err(|e| format!("cannot upload the {kind} input: {e}"))?;
+            .map_err(|e| format!("cannot upload the {kind} input: {}", crate::report(&e)))?;
     }
 
-    let (bar, control) = progress_bar(cli.quiet);
+    let (bar, control) = progress_bar(args.quiet);
     let result = pipeline
-        .generate_with(&JobRequest::new(plan.job.clone(), plan.params), control)
+        .generate_with(
+            &JobRequest::new(plan.job.clone(), plan.params.clone()),
+            control.with_cancel(cancel),
+        )
         .await;
     bar.finish_and_clear();
     let outcome = result.map_err(|e| {
@@ -415,15 +486,16 @@ async fn run(cli: Cli) -> Result<(Pipeline, JobOutcome), String> {
             source = cause.source();
         }
         text.push_str(&format!(
-            "\n(the failure is recorded in {})",
+            "\n(the outcome is recorded in {})",
             plan.job.manifest_key()
         ));
         text
     })?;
-    report(&pipeline, &plan.job, &outcome, cli.out.as_deref()).await?;
-    if cli.demo {
+    report(&pipeline, &plan.job, &outcome, args.out.as_deref()).await?;
+    if args.demo {
         eprintln!("note: {NOISE_WARNING}");
     }
+    drop(plan.demo);
     Ok((pipeline, outcome))
 }
 
@@ -460,31 +532,31 @@ async fn report(
             .outputs()
             .get_bytes(&outcome.video.key)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::report(&e))?;
         std::fs::write(out, &bytes).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
         println!("copied:   {}", out.display());
     }
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli).await {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("generate").chain(args.iter().copied()))
+    /// `sonic generate ARGS`, through the top-level command line.
+    fn parse(args: &[&str]) -> Result<GenerateArgs, clap::Error> {
+        let cli = crate::Cli::try_parse_from(
+            ["sonic", "generate"]
+                .into_iter()
+                .chain(args.iter().copied()),
+        )?;
+        #[allow(unreachable_patterns)] // Until the next subcommand.
+        match cli.command {
+            crate::Command::Generate(args) => Ok(args),
+            other => panic!("not `generate`: {other:?}"),
+        }
     }
 
     #[test]
@@ -493,7 +565,7 @@ mod tests {
         assert_eq!(cli.store, "./sonic-data");
         let plan = cli.plan().unwrap();
         assert_eq!(plan.params.min_resolution, 64);
-        assert_eq!(plan.params.face, DEMO_FACE);
+        assert_eq!(plan.params.face, demo::FACE);
         assert_eq!(plan.params.seed, GenerationParams::default().seed);
         assert_eq!(plan.image.ext, "png");
         assert_eq!(&plan.audio.bytes[..4], b"RIFF");
@@ -645,6 +717,25 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_out_path_is_refused_before_any_compute() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-folder/video.mp4");
+        let err = parse(&["--demo", "--out", missing.to_str().unwrap()])
+            .unwrap()
+            .plan()
+            .unwrap_err();
+        assert!(err.contains("no-such-folder"), "{err}");
+        assert!(err.contains("does not exist"), "{err}");
+        let err = parse(&["--demo", "--out", dir.path().to_str().unwrap()])
+            .unwrap()
+            .plan()
+            .unwrap_err();
+        assert!(err.contains("is a folder"), "{err}");
+        // A bare file name is in the current folder, which exists.
+        check_out(Path::new("video.mp4")).unwrap();
+    }
+
+    #[test]
     fn sizes_parse_with_binary_suffixes() {
         assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
         assert_eq!(parse_bytes("512M"), Ok(512 << 20));
@@ -669,7 +760,7 @@ mod tests {
             "2",
         ];
         let cli = parse(&[&args[..], &["--job", "demo", "--out", out_arg]].concat()).unwrap();
-        let (pipeline, outcome) = run(cli).await.unwrap();
+        let (pipeline, outcome) = run(cli, CancellationToken::new()).await.unwrap();
         // 2.66 s of speech: 33 generated frames, 65 after RIFE, 67 to cover the audio at 25 fps.
         assert_eq!(outcome.summary.frames, 67);
         assert_eq!((outcome.summary.width, outcome.summary.height), (64, 64));

@@ -1,0 +1,268 @@
+//! The built `sonic` binary, run the way a user runs the installed one: from an empty folder
+//! of its own, with nothing of the source tree at hand.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+/// The binary under test (what `cargo install --path sonic-cli` installs).
+fn sonic() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sonic"))
+}
+
+/// Runs `sonic ARGS` in `dir` and returns its output.
+fn run_in(dir: &Path, args: &[&str]) -> Output {
+    sonic()
+        .args(args)
+        .current_dir(dir)
+        // Its own temporary folder, to check that the demo leaves nothing behind.
+        .env("TMPDIR", dir.join("tmp"))
+        .output()
+        .expect("the sonic binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The value printed after `label:` (e.g. `manifest:    outputs/...`), up to the first space.
+fn printed(stdout: &str, label: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no `{label}` line in:\n{stdout}"))
+        .to_string()
+}
+
+/// Whether `needle` occurs in `haystack`: enough to find a sample entry's four-character type
+/// (`avc1`, `mp4a`) in an MP4.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_demo_runs_from_an_empty_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tmp")).unwrap();
+    let output = run_in(
+        dir.path(),
+        &["generate", "--demo", "--inference-steps", "1", "--quiet"],
+    );
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    assert!(stderr.contains("noise"), "the demo warns: {stderr}");
+
+    // The default store is ./sonic-data in the current folder.
+    let store = dir.path().join("sonic-data");
+    let video_key = printed(&stdout, "video:");
+    let manifest_key = printed(&stdout, "manifest:");
+    assert!(video_key.starts_with("outputs/local/job-"), "{video_key}");
+    assert!(video_key.ends_with("/video.mp4"), "{video_key}");
+    assert_eq!(
+        Path::new(&manifest_key).parent(),
+        Path::new(&video_key).parent()
+    );
+
+    let video = std::fs::read(store.join(&video_key)).unwrap();
+    assert_eq!(&video[4..8], b"ftyp", "an MP4 starts with its ftyp box");
+    assert!(contains(&video, b"avc1"), "an H.264 sample entry");
+    assert!(contains(&video, b"mp4a"), "an AAC sample entry");
+
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join(&manifest_key)).unwrap()).unwrap();
+    assert_eq!(manifest["status"], "succeeded", "{manifest:#}");
+    let record = manifest["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["role"] == "video")
+        .unwrap_or_else(|| panic!("no video output in {manifest:#}"));
+    assert_eq!(record["key"], video_key.as_str());
+    assert_eq!(record["size"], video.len() as u64);
+    assert_eq!(
+        record["sha256"],
+        hex::encode(Sha256::digest(&video)).as_str()
+    );
+    assert_eq!(manifest["parameters"]["inference_steps"], 1, "{manifest:#}");
+    // Every checkpoint of the demo was hashed into the manifest.
+    assert_eq!(manifest["checkpoints"].as_object().unwrap().len(), 7);
+
+    // The inputs were uploaded beside it; the unpacked demo weights are gone.
+    let inputs = files_under(&store.join("inputs/local"));
+    assert_eq!(inputs.len(), 2, "{inputs:?}");
+    let leftovers = files_under(&dir.path().join("tmp"));
+    assert!(
+        leftovers.is_empty(),
+        "left in the temporary folder: {leftovers:?}"
+    );
+}
+
+#[test]
+fn help_lists_generate() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_in(dir.path(), &["--help"]);
+    assert!(output.status.success());
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.trim_start().starts_with("generate ")),
+        "{stdout}"
+    );
+    let output = run_in(dir.path(), &["generate", "--help"]);
+    assert!(output.status.success());
+    let stdout = text(&output.stdout);
+    for flag in [
+        "--demo",
+        "--image",
+        "--audio",
+        "--weights",
+        "--inference-steps",
+    ] {
+        assert!(stdout.contains(flag), "{flag} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn generate_without_inputs_says_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_in(dir.path(), &["generate"]);
+    assert_eq!(output.status.code(), Some(2), "a usage error");
+    let stderr = text(&output.stderr);
+    for flag in ["--image", "--audio", "--weights"] {
+        assert!(stderr.contains(flag), "{flag} in:\n{stderr}");
+    }
+    assert!(stderr.contains("required"), "{stderr}");
+    // Nothing was created.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn missing_weights_are_named_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("face.png"), b"not read").unwrap();
+    std::fs::write(dir.path().join("speech.wav"), b"not read").unwrap();
+    let output = run_in(
+        dir.path(),
+        &[
+            "generate",
+            "--image",
+            "face.png",
+            "--audio",
+            "speech.wav",
+            "--weights",
+            "checkpoints",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("checkpoints/Sonic/unet.pth"), "{stderr}");
+    assert!(!dir.path().join("sonic-data").exists());
+}
+
+/// Ctrl-C during denoising cancels the job: the manifest says `cancelled`, no video object is
+/// written and no temporary file is left.
+#[cfg(unix)]
+#[test]
+fn sigint_cancels_the_job_and_leaves_nothing_behind() {
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    // Enough steps that the job is still denoising when the signal comes.
+    let mut child = sonic()
+        .args([
+            "generate",
+            "--demo",
+            "--inference-steps",
+            "200",
+            "--job",
+            "cancel-me",
+            "--quiet",
+        ])
+        .current_dir(dir.path())
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // The pipeline opens its temporary video file (`.tmp*`) just before the render starts;
+    // the render reaches the denoising loop about a second after it (tiny models), and 200
+    // steps of it take minutes in a debug build.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let rendering = || {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".tmp"))
+    };
+    while !rendering() {
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            child.kill().ok();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "the render did not start: {}{}",
+                text(&output.stdout),
+                text(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    // Bounded: the job stops at its next UNet window.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("sonic did not stop within 60 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cancel"), "{stderr}");
+
+    let job = dir.path().join("sonic-data/outputs/local/cancel-me");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(job.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["status"], "cancelled", "{manifest:#}");
+    assert_eq!(
+        manifest["error"]["message"], "cancelled during denoise",
+        "{manifest:#}"
+    );
+    assert!(!job.join("video.mp4").exists(), "no video object");
+    assert_eq!(manifest["outputs"].as_array().map_or(0, Vec::len), 0);
+    let leftovers = files_under(&tmp);
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+}

@@ -1,0 +1,150 @@
+//! Stage 1, on the host: decode the audio (16 kHz, timeline, log-mel) and the picture (face,
+//! crop, resize, face mask, CLIP input).
+
+use sonic_core::models::unet::FaceMask;
+use sonic_media::audio::{
+    AudioTimeline, DEFAULT_STEP_CAP, LogMel, LogMelExtractor, SAMPLE_RATE, SAMPLES_PER_STEP,
+    TimelineOptions, decode_audio, resample,
+};
+use sonic_media::face::{FaceDetector, locate_face};
+use sonic_media::image::{
+    FaceBox, PortraitOptions, crop, decode_image, preprocess_portrait, square_crop_box,
+};
+use sonic_media::video::AudioTrack;
+
+use super::{NamedBytes, host};
+use crate::pipeline::error::PipelineError;
+use crate::pipeline::frames::frames_for;
+use crate::pipeline::params::GenerationParams;
+use crate::pipeline::stages::{StageTensor, Stages};
+
+/// Sonic's face-mask enlargement (`sonic.yaml` `area`).
+const MASK_AREA: f64 = 1.1;
+
+/// AAC sample rates the MP4 writer takes as they are (others get the 16 kHz waveform).
+const AAC_RATES: [u32; 9] = [
+    8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000,
+];
+
+/// Everything preprocessing derives from the inputs, on the host.
+pub(super) struct Prepared {
+    pub(super) model_width: usize,
+    pub(super) model_height: usize,
+    pub(super) output_size: (u32, u32),
+    pub(super) face: FaceBox,
+    pub(super) ref_image: Vec<f32>,
+    pub(super) face_mask: FaceMask,
+    pub(super) clip_pixels: Vec<f32>,
+    pub(super) mel: LogMel,
+    pub(super) timeline: AudioTimeline,
+    pub(super) track: AudioTrack,
+    pub(super) audio_samples: usize,
+}
+
+impl Prepared {
+    /// Frames of the written video: enough to cover the audio used (within half a frame).
+    /// Sonic writes `2N - 1` frames and cuts the audio to them (`ffmpeg -shortest`), losing
+    /// up to 120 ms of the end; here the last frame is held instead.
+    pub(super) fn output_frames(&self, params: &GenerationParams) -> u64 {
+        let capped = (DEFAULT_STEP_CAP * SAMPLES_PER_STEP) as f64 / f64::from(SAMPLE_RATE);
+        let seconds = (self.timeline.samples() as f64 / f64::from(SAMPLE_RATE)).min(capped);
+        frames_for(seconds, params.output_fps())
+    }
+}
+
+/// Host-side preprocessing of both inputs.
+pub(super) fn prepare(
+    params: &GenerationParams,
+    picture: &NamedBytes,
+    audio: &NamedBytes,
+    features: Option<LogMel>,
+    detector: &dyn FaceDetector,
+    stages: &mut Stages<'_>,
+) -> Result<Prepared, PipelineError> {
+    // Audio: the file's own samples for the track, 16 kHz for the model.
+    let decoded = decode_audio(&audio.bytes, &audio.name)?;
+    let waveform = resample(&decoded.samples, decoded.sample_rate, SAMPLE_RATE)?;
+    let timeline = AudioTimeline::new(
+        waveform.len(),
+        &TimelineOptions {
+            max_duration: params.duration,
+            lip_sync_offset: params.lip_sync_offset,
+            ..TimelineOptions::default()
+        },
+    )?;
+    if timeline.generated_frames() == 0 {
+        return Err(PipelineError::AudioTooShort {
+            name: audio.name.clone(),
+            seconds: timeline.samples() as f64 / f64::from(SAMPLE_RATE),
+            min_seconds: 0.08,
+        });
+    }
+    let mel = match features {
+        Some(features) => features,
+        None => LogMelExtractor::whisper().extract(&timeline.model_waveform(&waveform)),
+    };
+    stages.data(
+        StageTensor::InputFeatures,
+        host(mel.data.clone(), [mel.n_mels, mel.n_frames]),
+    );
+    let audio_samples = decoded.samples.len();
+    let track = if AAC_RATES.contains(&decoded.sample_rate) {
+        AudioTrack::mono(decoded.samples, decoded.sample_rate)
+    } else {
+        AudioTrack::mono(waveform, SAMPLE_RATE)
+    };
+
+    // Picture: face, optional square crop around it, model-size tensors.
+    let image = decode_image(&picture.bytes, &picture.name)?;
+    let face = locate_face(&image, &picture.name, detector, params.face.region())?;
+    let (image, face) = if params.crop {
+        let (w, h) = image.dimensions();
+        let crop_box = square_crop_box(&face, params.expand_ratio, w, h)?;
+        let cropped = crop(&image, crop_box)?;
+        // The crop's clamped origin; the box moves with the picture.
+        let (x0, y0) = (
+            crop_box.x1.clamp(0, i64::from(w)) as f64,
+            crop_box.y1.clamp(0, i64::from(h)) as f64,
+        );
+        let face = FaceBox::new(face.x - x0, face.y - y0, face.width, face.height);
+        (cropped, face)
+    } else {
+        (image, face)
+    };
+    let output_size = (image.width() & !1, image.height() & !1);
+    let portrait = preprocess_portrait(
+        &image,
+        &face,
+        &PortraitOptions {
+            min_resolution: params.min_resolution,
+            mask_area: MASK_AREA,
+        },
+    )?;
+    let (width, height) = (portrait.width as usize, portrait.height as usize);
+    stages.data(
+        StageTensor::RefImg,
+        host(portrait.ref_image.clone(), [3, height, width]),
+    );
+    stages.data(
+        StageTensor::FaceMask,
+        host(portrait.face_mask.clone(), [3, height, width]),
+    );
+    let face_mask = FaceMask::new(portrait.face_mask[..width * height].to_vec(), height, width)?;
+    Ok(Prepared {
+        model_width: width,
+        model_height: height,
+        output_size: if params.keep_resolution {
+            output_size
+        } else {
+            (portrait.width, portrait.height)
+        },
+        face,
+        ref_image: portrait.ref_image,
+        face_mask,
+        clip_pixels: portrait.clip_pixels,
+        mel,
+        timeline,
+        track,
+        audio_samples,
+    })
+}
