@@ -388,10 +388,14 @@ mod tests {
             matches!(&err, BackendError::Env { var: DEVICE_ENV, source } if matches!(**source, BackendError::InvalidDevice { .. })),
             "{err}"
         );
+        assert_eq!(
+            err.to_string(),
+            "environment variable SONIC_DEVICE is invalid"
+        );
+        let cause = std::error::Error::source(&err).map(|e| e.to_string());
         assert!(
-            err.to_string()
-                .starts_with("environment variable SONIC_DEVICE: `gpu0`"),
-            "{err}"
+            cause.as_deref().is_some_and(|c| c.starts_with("`gpu0`")),
+            "{cause:?}"
         );
         let err = BackendChoice::from_vars(None, vars("cpu", "fp8")).unwrap_err();
         assert!(

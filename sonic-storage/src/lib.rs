@@ -54,7 +54,7 @@
 //! - `s3` (default): `s3://` and `oss://` stores.
 //! - `gcp`: `gs://` stores.
 //! - `azure`: `az://` stores.
-//! - `integration`: the conformance suite as public functions ([`integration`]), to run against
+//! - `integration`: the conformance suite as public functions (`sonic_storage::integration`), to run against
 //!   your own stores from your tests.
 //!
 //! HTTP stores use `reqwest` with `rustls` on the `ring` crypto provider (no C toolchain for

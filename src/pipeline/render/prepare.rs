@@ -4,18 +4,19 @@
 use sonic_core::models::unet::FaceMask;
 use sonic_media::audio::{
     AudioTimeline, DEFAULT_STEP_CAP, LogMel, LogMelExtractor, SAMPLE_RATE, SAMPLES_PER_STEP,
-    TimelineOptions, decode_audio, resample,
+    TimelineOptions, decode_audio_with, resample,
 };
 use sonic_media::face::{FaceDetector, locate_face};
 use sonic_media::image::{
     FaceBox, PortraitOptions, crop, decode_image, preprocess_portrait, square_crop_box,
 };
 use sonic_media::video::AudioTrack;
+use sonic_media::{AudioLimits, LongAudio};
 
 use super::{NamedBytes, host};
 use crate::pipeline::error::PipelineError;
 use crate::pipeline::frames::frames_for;
-use crate::pipeline::params::GenerationParams;
+use crate::pipeline::params::{GenerationParams, MAX_DURATION_SECS};
 use crate::pipeline::stages::{StageTensor, Stages};
 
 /// Sonic's face-mask enlargement (`sonic.yaml` `area`).
@@ -62,7 +63,20 @@ pub(super) fn prepare(
     stages: &mut Stages<'_>,
 ) -> Result<Prepared, PipelineError> {
     // Audio: the file's own samples for the track, 16 kHz for the model.
-    let decoded = decode_audio(&audio.bytes, &audio.name)?;
+    // Over MAX_DURATION_SECS: refused (from the header when it declares its length), unless the
+    // job asked for a duration, which uses only the start: then decoding stops at the cap.
+    let long_audio = if params.duration.is_some() {
+        LongAudio::Cut
+    } else {
+        LongAudio::Refuse
+    };
+    let limits = AudioLimits::default()
+        .with_max_duration_secs(MAX_DURATION_SECS)
+        .with_long_audio(long_audio);
+    let decoded = decode_audio_with(&audio.bytes, &audio.name, &limits)?;
+    if let Some(at) = decoded.truncated_at_secs {
+        tracing::warn!(input = %audio.name, at_secs = at, "audio cut at the duration cap");
+    }
     let waveform = resample(&decoded.samples, decoded.sample_rate, SAMPLE_RATE)?;
     let timeline = AudioTimeline::new(
         waveform.len(),
