@@ -19,12 +19,10 @@
 
 use std::io::Cursor;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use image::{ImageFormat, RgbImage};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::{FileFailurePersistence, TestRunner};
 use sonic_media::audio::{DecodedAudio, decode_audio};
 use sonic_media::image::{FaceBox, PortraitOptions, decode_image, preprocess_portrait};
 use sonic_media::video::{AudioTrack, Mp4Writer, VideoOptions};
@@ -33,47 +31,20 @@ use sonic_media::{AudioLimits, ImageLimits, MediaError};
 // ---------------------------------------------------------------------------------------------
 // Budget.
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
+#[path = "../../sonic-parity/tests/fuzz_budget/mod.rs"]
+mod fuzz_budget;
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: u32::try_from(env_u64("SONIC_FUZZ_CASES", 256)).unwrap_or(u32::MAX),
-        // Failures found are recorded (and replayed first) here; the file is committed.
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/proptest-regressions/fuzz_media.txt"
-        )))),
-        ..ProptestConfig::default()
-    }
-}
-
-/// Runs `test` on values of `strategy`: `SONIC_FUZZ_CASES` cases (default 256), or fewer when
-/// `SONIC_FUZZ_SECS` (default 60) run out first. The cases run in chunks of 16 so that the time
-/// bound holds; a failure is shrunk, recorded in the regression file and reported.
+/// The suite's bounded runner (see `fuzz_budget`), recording failures in its committed file.
 fn fuzz<S>(strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
 where
     S: Strategy,
     S::Value: std::fmt::Debug,
 {
-    let deadline = Instant::now() + Duration::from_secs(env_u64("SONIC_FUZZ_SECS", 60));
-    let total = config().cases;
-    let mut done = 0;
-    while done < total && Instant::now() < deadline {
-        let chunk = (total - done).min(16);
-        let mut runner = TestRunner::new(ProptestConfig {
-            cases: chunk,
-            ..config()
-        });
-        if let Err(e) = runner.run(&strategy, &test) {
-            panic!("{e}");
-        }
-        done += chunk;
-    }
+    let regressions = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/proptest-regressions/fuzz_media.txt"
+    );
+    fuzz_budget::fuzz(regressions, strategy, test);
 }
 
 // ---------------------------------------------------------------------------------------------
