@@ -28,18 +28,11 @@ use sonic_core::weights::{Checkpoint, LoadError};
 #[path = "../../sonic-parity/tests/fuzz_budget/mod.rs"]
 mod fuzz_budget;
 
-/// The suite's bounded runner (see `fuzz_budget`), recording failures in its committed file.
-fn fuzz<S>(strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
-    S: Strategy,
-    S::Value: std::fmt::Debug,
-{
-    let regressions = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/proptest-regressions/fuzz_checkpoint.txt"
-    );
-    fuzz_budget::fuzz(regressions, strategy, test);
-}
+/// Where this suite records (and first replays) the failures it finds; committed.
+const REGRESSIONS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/proptest-regressions/fuzz_checkpoint.txt"
+);
 
 fn dtype_size(dtype: DType) -> Option<usize> {
     Some(match dtype {
@@ -125,7 +118,7 @@ const DTYPES: &[&str] = &[
 
 #[test]
 fn safetensors_mutated_headers() {
-    fuzz((edits(), any::<Index>()), |(edits, cut)| {
+    fuzz_budget::fuzz(REGRESSIONS, (edits(), any::<Index>()), |(edits, cut)| {
         let mut bytes = small_safetensors();
         let header_end = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
         for (at, value) in edits {
@@ -140,7 +133,8 @@ fn safetensors_mutated_headers() {
 
 #[test]
 fn safetensors_random_headers() {
-    fuzz(
+    fuzz_budget::fuzz(
+        REGRESSIONS,
         (
             prop::collection::vec(
                 (
@@ -179,7 +173,8 @@ fn safetensors_random_headers() {
 
 #[test]
 fn pytorch_mutated_files() {
-    fuzz(
+    fuzz_budget::fuzz(
+        REGRESSIONS,
         (edits(), any::<bool>(), any::<Index>()),
         |(edits, at_end, cut)| {
             let mut bytes = pth().to_vec();
@@ -197,7 +192,8 @@ fn pytorch_mutated_files() {
 
 #[test]
 fn pytorch_random_pickles() {
-    fuzz(
+    fuzz_budget::fuzz(
+        REGRESSIONS,
         (2u8..6, prop::collection::vec(any::<u8>(), 0..512)),
         |(protocol, body)| {
             let mut bytes = vec![0x80, protocol];

@@ -34,18 +34,11 @@ use sonic_media::{AudioLimits, ImageLimits, MediaError};
 #[path = "../../sonic-parity/tests/fuzz_budget/mod.rs"]
 mod fuzz_budget;
 
-/// The suite's bounded runner (see `fuzz_budget`), recording failures in its committed file.
-fn fuzz<S>(strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
-    S: Strategy,
-    S::Value: std::fmt::Debug,
-{
-    let regressions = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/proptest-regressions/fuzz_media.txt"
-    );
-    fuzz_budget::fuzz(regressions, strategy, test);
-}
+/// Where this suite records (and first replays) the failures it finds; committed.
+const REGRESSIONS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/proptest-regressions/fuzz_media.txt"
+);
 
 // ---------------------------------------------------------------------------------------------
 // Seeds: the bundled fixtures and files made here (no external tool).
@@ -379,7 +372,8 @@ const MAGICS: &[(&str, &[u8])] = &[
 
 #[test]
 fn audio_random_bytes() {
-    fuzz(
+    fuzz_budget::fuzz(
+        REGRESSIONS,
         (0..MAGICS.len(), prop::collection::vec(any::<u8>(), 0..2048)),
         |(magic, tail)| {
             let (name, head) = MAGICS[magic];
@@ -393,7 +387,8 @@ fn audio_random_bytes() {
 
 #[test]
 fn audio_mutated_files() {
-    fuzz(
+    fuzz_budget::fuzz(
+        REGRESSIONS,
         (
             0usize..5,
             prop::collection::vec(edit_strategy(), 1..16),
@@ -415,7 +410,8 @@ fn audio_mutated_files() {
 
 #[test]
 fn wav_header_edges() {
-    fuzz(
+    fuzz_budget::fuzz(
+        REGRESSIONS,
         (
             prop_oneof![Just(1u16), Just(3), Just(0xfffe), any::<u16>()],
             prop_oneof![Just(1u16), Just(2), 0u16..10, any::<u16>()],
@@ -457,7 +453,8 @@ fn wav_header_edges() {
 
 #[test]
 fn mp4_header_edges() {
-    fuzz(
+    fuzz_budget::fuzz(
+        REGRESSIONS,
         (prop::collection::vec(edit_strategy(), 1..12),),
         |(edits,)| {
             let (name, bytes) = &audio_seeds()[4];
@@ -476,7 +473,8 @@ fn mp4_header_edges() {
 
 #[test]
 fn picture_mutated_files() {
-    fuzz(
+    fuzz_budget::fuzz(
+        REGRESSIONS,
         (
             0usize..4,
             prop::collection::vec(edit_strategy(), 1..12),

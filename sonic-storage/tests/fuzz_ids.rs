@@ -18,18 +18,11 @@ use sonic_storage::{
 #[path = "../../sonic-parity/tests/fuzz_budget/mod.rs"]
 mod fuzz_budget;
 
-/// The suite's bounded runner (see `fuzz_budget`), recording failures in its committed file.
-fn fuzz<S>(strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
-    S: Strategy,
-    S::Value: std::fmt::Debug,
-{
-    let regressions = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/proptest-regressions/fuzz_ids.txt"
-    );
-    fuzz_budget::fuzz(regressions, strategy, test);
-}
+/// Where this suite records (and first replays) the failures it finds; committed.
+const REGRESSIONS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/proptest-regressions/fuzz_ids.txt"
+);
 
 /// The id rule, stated independently of the crate: 1..=128 bytes of ASCII letters, digits,
 /// `-`, `_`, `.`, starting with a letter or digit, no `..`.
@@ -66,7 +59,7 @@ fn check_key(key: &ObjectKey) -> Result<(), TestCaseError> {
 
 #[test]
 fn job_ids() {
-    fuzz((hostile(), hostile()), |(tenant, job)| {
+    fuzz_budget::fuzz(REGRESSIONS, (hostile(), hostile()), |(tenant, job)| {
         match JobRef::parse(&tenant, &job) {
             Ok(job_ref) => {
                 prop_assert!(id_is_valid(&tenant) && id_is_valid(&job));
@@ -88,7 +81,8 @@ fn job_ids() {
 
 #[test]
 fn job_keys() {
-    fuzz(
+    fuzz_budget::fuzz(
+        REGRESSIONS,
         (
             "[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}",
             "[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}",
@@ -145,7 +139,8 @@ fn job_keys() {
 
 #[test]
 fn object_keys() {
-    fuzz(
+    fuzz_budget::fuzz(
+        REGRESSIONS,
         (prop::collection::vec(hostile(), 1..6), hostile()),
         |(parts, segment)| {
             let raw = parts.join("/");
@@ -179,7 +174,7 @@ fn object_keys() {
 
 #[test]
 fn serde_ids() {
-    fuzz((hostile(), hostile()), |(tenant, job)| {
+    fuzz_budget::fuzz(REGRESSIONS, (hostile(), hostile()), |(tenant, job)| {
         let json = serde_json::json!({ "tenant": tenant, "job": job }).to_string();
         let parsed = serde_json::from_str::<JobRef>(&json);
         let direct = JobRef::parse(&tenant, &job);
