@@ -12,11 +12,16 @@ use burn::tensor::DType;
 use common::{FACE_BOX, golden, grey_picture, long_speech, portrait, values};
 use sonic::backends::BackendChoice;
 use sonic::pipeline::{
-    CancellationToken, Component, FaceSpec, GenerationParams, JobControl, JobRequest, Pipeline,
-    PipelineError, Progress, Stage, StageRecorder, WeightsError, WeightsSource,
+    CancellationToken, Claim, Component, FaceSpec, GenerationParams, JobControl, JobInputs,
+    JobRequest, NamedBytes, Pipeline, PipelineError, Progress, Stage, StageRecorder, WeightsError,
+    WeightsSource,
 };
-use sonic::storage::{InputKind, JobRef, JobStatus, ObjectStorageExt, Storage, StorageError};
+use sonic::storage::{
+    InputKind, JobManifest, JobRef, JobStatus, ObjectKey, ObjectStorageExt, PutOptions, Storage,
+    StorageError,
+};
 use sonic_core::sampler::seeded_noise;
+use sonic_media::MediaError;
 
 /// The tiny models, loaded once; each test gets its own in-memory store.
 fn pipeline() -> Pipeline {
@@ -387,12 +392,35 @@ async fn a_job_over_the_memory_budget_is_refused_before_step_one() {
     };
     assert_eq!(*budget, 1 << 20);
     assert!(estimate.total > *budget);
+    // Refused from the headers, before the inputs were decoded.
+    assert_eq!(estimate.peak_stage, "decode_picture", "{estimate:?}");
     assert!(estimate.weights > 0 && estimate.clip_length > 0);
     assert!(err.to_string().contains("memory budget"), "{err}");
     // The models never ran.
     let progress = progress.lock().unwrap().clone();
     assert!(progress.iter().all(|p| p.stage < Stage::EncodeImage));
     assert!(!video_exists(&pipeline, &job).await);
+
+    // Enough to decode the inputs, not to run: refused by the whole estimate, after
+    // preprocessing and still before any model.
+    let job = JobRef::parse("acme", "decodes").unwrap();
+    upload(&pipeline, &job, portrait()).await;
+    let params = GenerationParams {
+        memory_budget: Some(estimate.total + 1),
+        ..quick_params()
+    };
+    let (control, progress) = recorded_progress();
+    let err = pipeline
+        .generate_with(&JobRequest::new(job.clone(), params), control)
+        .await
+        .unwrap_err();
+    let PipelineError::MemoryBudget { estimate, .. } = &err else {
+        panic!("expected MemoryBudget, got {err}")
+    };
+    assert_ne!(estimate.peak_stage, "decode_picture", "{estimate:?}");
+    assert!(estimate.stage("decode_picture") > 0, "{estimate:?}");
+    let progress = progress.lock().unwrap().clone();
+    assert!(progress.iter().all(|p| p.stage < Stage::EncodeImage));
 
     // The same job within a budget above the estimate runs.
     let job = JobRef::parse("acme", "fits").unwrap();
@@ -438,4 +466,243 @@ fn the_builder_defaults_to_the_checkpoints_folder() {
         debug.contains(r#"weights: Released("checkpoints")"#),
         "{debug}"
     );
+}
+
+/// Runs `params` on `picture` and 1 s of speech and returns the error, checking that no model
+/// ran (no progress past preprocessing), no video was written and the failure was recorded.
+async fn refused_before_compute(
+    name: &str,
+    picture: NamedBytes,
+    params: GenerationParams,
+) -> PipelineError {
+    let pipeline = pipeline();
+    let job = JobRef::parse("acme", name).unwrap();
+    upload(&pipeline, &job, picture).await;
+    let (control, progress) = recorded_progress();
+    let err = pipeline
+        .generate_with(&JobRequest::new(job.clone(), params), control)
+        .await
+        .unwrap_err();
+    let progress = progress.lock().unwrap().clone();
+    assert!(
+        progress.iter().all(|p| p.stage < Stage::EncodeImage),
+        "{name}: a model ran before the refusal: {err}"
+    );
+    assert!(!video_exists(&pipeline, &job).await);
+    let manifest = pipeline.storage().read_manifest(&job).await.unwrap();
+    assert_eq!(manifest.status, JobStatus::Failed, "{name}");
+    err
+}
+
+/// Finding 5 of issue #13: a 4032x3024 picture with `keep_resolution` failed only after
+/// denoising (OpenH264's "max resolution 3840x2160"), a 1x1 one with "invalid frame size 0x0".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_size_the_encoder_refuses_is_refused_before_any_model_runs() {
+    for (name, width, height) in [("phone-photo", 4032, 3024), ("one-pixel", 1, 1)] {
+        let params = GenerationParams {
+            keep_resolution: true,
+            face: FaceSpec::WholeFrame,
+            ..quick_params()
+        };
+        let err = refused_before_compute(name, grey_picture(width, height), params).await;
+        let PipelineError::OutputSize {
+            keep_resolution: true,
+            source:
+                MediaError::VideoSize {
+                    width: w,
+                    height: h,
+                    ..
+                },
+        } = &err
+        else {
+            panic!("{name}: expected OutputSize, got {err:?}")
+        };
+        assert_eq!((*w, *h), (width, height));
+        assert!(err.to_string().contains("keep_resolution"), "{err}");
+    }
+}
+
+/// Finding 6 of issue #13: `--face-box 1000,1000,10,10` on a 64x64 picture rendered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_face_box_outside_the_picture_is_refused_before_any_model_runs() {
+    for crop in [false, true] {
+        let params = GenerationParams {
+            face: FaceSpec::Box {
+                x: 1000.0,
+                y: 1000.0,
+                width: 10.0,
+                height: 10.0,
+            },
+            crop,
+            ..quick_params()
+        };
+        let name = format!("outside-{crop}");
+        let err = refused_before_compute(&name, grey_picture(64, 64), params).await;
+        assert!(
+            matches!(
+                &err,
+                PipelineError::Media(MediaError::FaceBoxOutside {
+                    width: 64,
+                    height: 64,
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(!text.contains("CropBox"), "no raw Debug text: {text}");
+        assert!(text.contains("64x64"), "{text}");
+    }
+}
+
+/// Finding 3 of issue #13: audio over the 400 s cap was cut without telling the user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_cut_at_the_cap_is_a_warning_in_the_outcome_and_the_manifest() {
+    let pipeline = pipeline();
+    let job = JobRef::parse("acme", "long-audio").unwrap();
+    let storage = pipeline.storage();
+    storage
+        .put_input(&job, InputKind::Image, "png", portrait().bytes.to_vec())
+        .await
+        .unwrap();
+    // 401 s at 4 kHz of quiet noise (3.2 MB), of which the job uses the first second.
+    let samples: Vec<i16> = (0..401 * 4000u64)
+        .map(|i| ((i * 7919) % 200) as i16 - 100)
+        .collect();
+    storage
+        .put_input(&job, InputKind::Audio, "wav", common::wav(4000, &samples))
+        .await
+        .unwrap();
+    let params = GenerationParams {
+        duration: Some(1.0),
+        ..quick_params()
+    };
+    let outcome = pipeline
+        .generate(&JobRequest::new(job.clone(), params))
+        .await
+        .unwrap();
+    assert_eq!(outcome.warnings.len(), 1, "{:?}", outcome.warnings);
+    assert!(
+        outcome.warnings[0].contains("400"),
+        "{:?}",
+        outcome.warnings
+    );
+    let manifest = storage.read_manifest(&job).await.unwrap();
+    assert_eq!(manifest.warnings, outcome.warnings);
+
+    // Without a duration the same audio is refused from its header.
+    let job = JobRef::parse("acme", "long-audio-refused").unwrap();
+    storage
+        .put_input(&job, InputKind::Image, "png", portrait().bytes.to_vec())
+        .await
+        .unwrap();
+    storage
+        .put_input(&job, InputKind::Audio, "wav", common::wav(4000, &samples))
+        .await
+        .unwrap();
+    let err = pipeline
+        .generate(&JobRequest::new(job, quick_params()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PipelineError::Media(MediaError::AudioTooLong { declared: true, .. })
+        ),
+        "{err:?}"
+    );
+}
+
+/// Finding 1 of issue #13: a second `image.*` was silently preferred. Two inputs of a kind are
+/// refused unless the job names its inputs by key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_are_read_by_exact_key_and_two_of_a_kind_are_refused() {
+    let pipeline = pipeline();
+    let job = JobRef::parse("acme", "two-pictures").unwrap();
+    upload(&pipeline, &job, portrait()).await;
+    let storage = pipeline.storage();
+    storage
+        .put_input(&job, InputKind::Image, "jpg", b"not read".to_vec())
+        .await
+        .unwrap();
+    let err = pipeline
+        .generate(&JobRequest::new(job.clone(), quick_params()))
+        .await
+        .unwrap_err();
+    let PipelineError::Storage(StorageError::AmbiguousInput { keys, .. }) = &err else {
+        panic!("expected AmbiguousInput, got {err:?}")
+    };
+    assert_eq!(
+        keys,
+        &[
+            "inputs/acme/two-pictures/image.jpg",
+            "inputs/acme/two-pictures/image.png"
+        ]
+    );
+
+    // Named by key (any key, here a shared library of portraits), the job runs.
+    let job = JobRef::parse("acme", "by-key").unwrap();
+    let image = ObjectKey::new("library/portraits/me.png").unwrap();
+    let audio = ObjectKey::new("library/speech/hello.wav").unwrap();
+    storage
+        .inputs()
+        .put(&image, portrait().bytes.to_vec(), PutOptions::overwrite())
+        .await
+        .unwrap();
+    storage
+        .inputs()
+        .put(
+            &audio,
+            long_speech(1.0).bytes.to_vec(),
+            PutOptions::overwrite(),
+        )
+        .await
+        .unwrap();
+    let request = JobRequest::new(job.clone(), quick_params()).with_inputs(JobInputs {
+        image: image.clone(),
+        audio,
+    });
+    let outcome = pipeline.generate(&request).await.unwrap();
+    assert_eq!(outcome.manifest.inputs[0].key, image);
+}
+
+/// `Claim::Existing`: a manifest the caller created (status `created`) runs as attempt 1, a
+/// failed job as the next attempt, a succeeded one is refused untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_claim_takes_over_the_manifest() {
+    let pipeline = pipeline();
+    let storage = pipeline.storage();
+    let job = JobRef::parse("acme", "pre-claimed").unwrap();
+    storage
+        .create_manifest(&JobManifest::new(job.clone()))
+        .await
+        .unwrap();
+    upload(&pipeline, &job, portrait()).await;
+    let request = JobRequest::new(job.clone(), quick_params()).with_claim(Claim::Existing);
+    let outcome = pipeline.generate(&request).await.unwrap();
+    assert_eq!(outcome.manifest.attempt, 1);
+    assert_eq!(outcome.manifest.status, JobStatus::Succeeded);
+    let before = storage.read_manifest(&job).await.unwrap();
+    let err = pipeline.generate(&request).await.unwrap_err();
+    assert!(
+        matches!(err, PipelineError::AlreadySucceeded { .. }),
+        "{err:?}"
+    );
+    assert_eq!(storage.read_manifest(&job).await.unwrap(), before);
+
+    // A failed job (no face) runs again as attempt 2 once it can succeed.
+    let job = JobRef::parse("acme", "retried").unwrap();
+    upload(&pipeline, &job, grey_picture(64, 64)).await;
+    let detect = GenerationParams {
+        face: FaceSpec::Detect,
+        ..quick_params()
+    };
+    pipeline
+        .generate(&JobRequest::new(job.clone(), detect))
+        .await
+        .unwrap_err();
+    let request = JobRequest::new(job.clone(), quick_params()).with_claim(Claim::Existing);
+    let outcome = pipeline.generate(&request).await.unwrap();
+    assert_eq!(outcome.manifest.attempt, 2);
+    assert!(outcome.manifest.error.is_none());
 }

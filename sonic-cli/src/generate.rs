@@ -27,10 +27,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use indicatif::{ProgressBar, ProgressStyle};
 use sonic::backends::BackendChoice;
 use sonic::pipeline::{
-    CancellationToken, FaceSpec, GenerationParams, JobControl, JobOutcome, JobRequest, Pipeline,
-    Progress, Stage, WeightsLayout, human_bytes,
+    CancellationToken, Claim, FaceSpec, GenerationParams, JobControl, JobInputs, JobOutcome,
+    JobRequest, Pipeline, Progress, Stage, WeightsLayout, human_bytes,
 };
-use sonic::storage::{InputKind, JobRef, ObjectStorageExt, Storage};
+use sonic::storage::{
+    InputKind, JobFailure, JobManifest, JobRef, JobStatus, ObjectKey, ObjectStorageExt,
+    Sha256Digest, Storage, StorageError,
+};
 
 use crate::demo::{self, DemoWeights};
 
@@ -40,9 +43,9 @@ not a talking face. Download the released checkpoints (docs/pipeline.md) and pas
 /// Generate a lip-synced talking-head video (Sonic) from a portrait and a speech recording.
 #[derive(Debug, clap::Args)]
 pub struct GenerateArgs {
-    /// Run the whole pipeline with tiny random weights on a bundled portrait and speech clip
-    /// (no download needed; the video is noise).
-    #[arg(long, conflicts_with_all = ["image", "audio", "weights"])]
+    /// Run the whole pipeline with tiny random weights, on a bundled portrait and speech clip
+    /// unless --image/--audio name others (no download needed; the video is noise).
+    #[arg(long, conflicts_with = "weights")]
     demo: bool,
     /// The portrait (PNG, JPEG or WebP).
     #[arg(long, required_unless_present = "demo")]
@@ -63,9 +66,15 @@ pub struct GenerateArgs {
     /// Tenant of the job (first segment of its keys).
     #[arg(long, default_value = "local")]
     tenant: String,
-    /// Job id (default: `job-<unix time in ms>`). A job that has a manifest is not run again.
+    /// Job id (default: `job-<unix time in ms>`). A job id that exists is refused, with every
+    /// stored object left as it was (see --resume).
     #[arg(long)]
     job: Option<String>,
+    /// Run a job that exists but did not succeed again: one left `running` by a process that
+    /// was killed, one that failed, or one that was cancelled. Its stored inputs must be the
+    /// same files. Only one process may run a job at a time.
+    #[arg(long, requires = "job")]
+    resume: bool,
     /// Compute device: cpu, wgpu, wgpu:N, cuda, cuda:N or auto (the fastest one compiled in
     /// and present).
     #[arg(long, default_value = "auto")]
@@ -84,41 +93,41 @@ pub struct GenerateArgs {
 #[derive(Debug, Default, clap::Args)]
 struct ParamArgs {
     /// Use at most this many seconds of the audio [default: all, at most 400].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     duration: Option<f64>,
     /// Short side of the model input in pixels, before rounding to multiples of 64 [default:
     /// 512; demo: 64].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = whole::<u32>)]
     min_resolution: Option<u32>,
     /// Growth of the face box on every side before the square crop (with --crop) [default: 0.5].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     expand_ratio: Option<f64>,
     /// Crop the picture to a square around the face first.
     #[arg(long)]
     crop: bool,
     /// Denoising steps [default: 25].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = whole::<usize>)]
     inference_steps: Option<usize>,
     /// Scale of both motion buckets (head motion and expression) [default: 1.0].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     dynamic_scale: Option<f32>,
     /// Extra scale of the head-motion bucket only (1.0 = Sonic) [default: 1.0].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     motion_scale: Option<f32>,
     /// Seconds by which the mouth follows (+) or leads (-) the sound [default: 0].
     #[arg(long, allow_negative_numbers = true)]
     lip_sync_offset: Option<f64>,
     /// Audio guidance scale [default: 7.5].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     audio_guidance: Option<f32>,
     /// Image guidance scale [default: 2.0].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     image_guidance: Option<f32>,
     /// Frames the window cut moves per denoising step [default: 7].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = whole::<usize>)]
     shift_offset: Option<usize>,
     /// Frames the VAE decodes at once [default: 8].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = whole::<usize>)]
     decode_chunk_size: Option<usize>,
     /// No RIFE frame interpolation (12.5 fps instead of 25).
     #[arg(long)]
@@ -127,10 +136,10 @@ struct ParamArgs {
     #[arg(long)]
     keep_resolution: bool,
     /// Frame rate of the written video [default: 25, or 12.5 without interpolation].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     fps: Option<f64>,
     /// Seed of the initial noise (any u64, 0 included) [default: 72589].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = whole::<u64>)]
     seed: Option<u64>,
     /// Refuse the job before the first step if its estimated peak memory is above this
     /// (bytes, or with a K/M/G/T suffix, powers of 1024: 12G).
@@ -187,6 +196,19 @@ impl ParamArgs {
         }
         p
     }
+}
+
+/// A whole number of type `T` (a seed, a step count ...), with a message that says what is
+/// wrong with `-1` or `2.5` rather than clap's "unexpected argument".
+fn whole<T: TryFrom<i128>>(text: &str) -> Result<T, String> {
+    let value: i128 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a whole number"))?;
+    if value < 0 {
+        return Err(format!("`{text}` is negative; it must be 0 or more"));
+    }
+    T::try_from(value).map_err(|_| format!("`{text}` is too large"))
 }
 
 fn parse_bytes(text: &str) -> Result<u64, String> {
@@ -280,12 +302,19 @@ fn check_out(out: &Path) -> Result<(), String> {
 }
 
 impl GenerateArgs {
-    /// The demo's parameters: the fixture's size and face box, Sonic's settings otherwise.
+    /// The demo's parameters: the fixture's size and face box (the whole frame on a picture
+    /// of the user's), Sonic's settings otherwise.
     fn base_params(&self) -> GenerationParams {
         if self.demo {
             GenerationParams {
                 min_resolution: demo::MIN_RESOLUTION,
-                face: demo::FACE,
+                // The bundled portrait's box; on the user's own picture the whole frame (the
+                // random weights find no face anyway).
+                face: if self.image.is_none() {
+                    demo::FACE
+                } else {
+                    FaceSpec::WholeFrame
+                },
                 ..GenerationParams::default()
             }
         } else {
@@ -312,15 +341,21 @@ impl GenerateArgs {
             check_out(out)?;
         }
         let (layout, demo, image, audio) = if self.demo {
+            let image = match &self.image {
+                Some(path) => Input::read(path)?,
+                None => Input {
+                    bytes: demo::PORTRAIT.to_vec(),
+                    ext: "png".into(),
+                },
+            };
+            let audio = match &self.audio {
+                Some(path) => Input::read(path)?,
+                None => Input {
+                    bytes: demo::SPEECH.to_vec(),
+                    ext: "wav".into(),
+                },
+            };
             let weights = DemoWeights::unpack()?;
-            let image = Input {
-                bytes: demo::PORTRAIT.to_vec(),
-                ext: "png".into(),
-            };
-            let audio = Input {
-                bytes: demo::SPEECH.to_vec(),
-                ext: "wav".into(),
-            };
             (weights.layout().clone(), Some(weights), image, audio)
         } else {
             // clap enforces these without --demo.
@@ -440,6 +475,10 @@ pub async fn main(args: GenerateArgs) -> Result<(), String> {
 }
 
 /// Runs the command line's job; returns the pipeline (for its store) and the outcome.
+///
+/// The order makes every refusal cheap and leaves nothing half done: arguments and local
+/// files, the store (one probe), the claim (the manifest, create-only), the inputs
+/// (create-only, at exact keys), then the models and the render.
 async fn run(
     args: GenerateArgs,
     cancel: CancellationToken,
@@ -448,55 +487,219 @@ async fn run(
     if args.demo {
         eprintln!("note: {NOISE_WARNING}");
     }
-    let store = Storage::open(&args.store).map_err(|e| crate::report(&e))?;
+    if args.store.trim_start().starts_with("memory:") && args.out.is_none() {
+        eprintln!(
+            "note: a memory:// store lives only while this command runs: the video is gone when \
+             it exits (pass --out FILE to keep a copy)"
+        );
+    }
+    let unusable = |e: StorageError| {
+        format!(
+            "the store {} cannot be used: {}",
+            args.store,
+            crate::report(&e)
+        )
+    };
+    let storage = Storage::open(&args.store).map_err(unusable)?;
+    storage.probe().await.map_err(unusable)?;
+    let inputs = claim(&storage, &plan, args.resume).await?;
+
     eprintln!("loading the models on {} ...", plan.backend);
     let layout = plan.layout.clone();
     let backend = plan.backend;
-    let pipeline = tokio::task::spawn_blocking(move || {
-        Pipeline::builder(backend, store).weights(layout).build()
+    let builder_storage = storage.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        Pipeline::builder(backend, builder_storage)
+            .weights(layout)
+            .build()
     })
     .await
-    .map_err(|e| crate::report(&e))?
-    .map_err(|e| format!("cannot load the models: {}", crate::report(&e)))?;
-
-    let storage = pipeline.storage();
-    for (kind, input) in [
-        (InputKind::Image, &plan.image),
-        (InputKind::Audio, &plan.audio),
-    ] {
-        storage
-            .put_input(&plan.job, kind, &input.ext, input.bytes.clone())
-            .await
-            .map_err(|e| format!("cannot upload the {kind} input: {}", crate::report(&e)))?;
-    }
+    .map_err(|e| crate::report(&e))?;
+    let pipeline = match loaded {
+        Ok(pipeline) => pipeline,
+        Err(e) => {
+            let text = format!("cannot load the models: {}", crate::report(&e));
+            record_failure(&storage, &plan.job, &e).await;
+            return Err(format!(
+                "{text}\n(recorded in {} as failed; fix the weights and run the same command with --resume)",
+                plan.job.manifest_key()
+            ));
+        }
+    };
 
     let (bar, control) = progress_bar(args.quiet);
+    let request = JobRequest::new(plan.job.clone(), plan.params.clone())
+        .with_inputs(inputs)
+        .with_claim(Claim::Existing);
     let result = pipeline
-        .generate_with(
-            &JobRequest::new(plan.job.clone(), plan.params.clone()),
-            control.with_cancel(cancel),
-        )
+        .generate_with(&request, control.with_cancel(cancel))
         .await;
     bar.finish_and_clear();
     let outcome = result.map_err(|e| {
-        let mut text = format!("generation failed: {e}");
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            text.push_str(&format!("\n  caused by: {cause}"));
-            source = cause.source();
-        }
+        let mut text = format!("generation failed: {}", crate::report(&e));
         text.push_str(&format!(
-            "\n(the outcome is recorded in {})",
+            "\n(recorded in {}; run the same command with --resume to try again)",
             plan.job.manifest_key()
         ));
         text
     })?;
+    for warning in &outcome.warnings {
+        eprintln!("warning: {warning}");
+    }
     report(&pipeline, &plan.job, &outcome, args.out.as_deref()).await?;
     if args.demo {
         eprintln!("note: {NOISE_WARNING}");
     }
     drop(plan.demo);
     Ok((pipeline, outcome))
+}
+
+/// Claims the job and uploads its inputs; returns their keys.
+///
+/// A new job is claimed by creating its manifest (create-only) before any input is written,
+/// so a job id that exists is refused with every object as it was. Inputs are written
+/// create-only at exact keys: bytes already there are fine if identical, refused otherwise.
+/// With `resume` the job must exist and not have succeeded; its manifest is taken over by the
+/// pipeline.
+async fn claim(storage: &Storage, plan: &Plan, resume: bool) -> Result<JobInputs, String> {
+    let job = &plan.job;
+    if resume {
+        match storage.read_manifest(job).await {
+            Ok(manifest) if manifest.status == JobStatus::Succeeded => {
+                return Err(format!(
+                    "job {job} succeeded already (its video is {}); nothing was changed: there is \
+                     nothing to resume",
+                    job.video_key()
+                ));
+            }
+            Ok(_) => {}
+            Err(StorageError::NotFound { .. }) => {
+                return Err(format!(
+                    "job {job} does not exist: nothing to resume (drop --resume to start it)"
+                ));
+            }
+            Err(e) => return Err(crate::report(&e)),
+        }
+    } else {
+        let mut manifest = JobManifest::new(job.clone());
+        manifest.parameters = serde_json::to_value(&plan.params).map_err(|e| e.to_string())?;
+        manifest.seed = Some(plan.params.seed);
+        match storage.create_manifest(&manifest).await {
+            Ok(_) => {}
+            Err(StorageError::AlreadyExists { .. }) => return Err(refusal(storage, job).await),
+            Err(e) => return Err(format!("cannot claim job {job}: {}", crate::report(&e))),
+        }
+    }
+    let mut keys = Vec::new();
+    for (kind, input) in [
+        (InputKind::Image, &plan.image),
+        (InputKind::Audio, &plan.audio),
+    ] {
+        match upload(storage, job, kind, input).await {
+            Ok(key) => keys.push(key),
+            Err(text) => {
+                if !resume {
+                    // Release the claim: the refused job leaves the store as it was.
+                    let _ = storage.outputs().delete(&job.manifest_key()).await;
+                }
+                return Err(text);
+            }
+        }
+    }
+    let audio = keys.pop().expect("two inputs");
+    let image = keys.pop().expect("two inputs");
+    Ok(JobInputs { image, audio })
+}
+
+/// Writes one input create-only at `inputs/{tenant}/{job}/{kind}.{ext}`; an object already
+/// there must hold the same bytes.
+async fn upload(
+    storage: &Storage,
+    job: &JobRef,
+    kind: InputKind,
+    input: &Input,
+) -> Result<ObjectKey, String> {
+    let key = job
+        .input_key(kind, &input.ext)
+        .map_err(|e| crate::report(&e))?;
+    match storage
+        .put_input_create_only(job, kind, &input.ext, input.bytes.clone())
+        .await
+    {
+        Ok(info) => Ok(info.key),
+        Err(StorageError::AlreadyExists { .. }) => {
+            let stored = storage
+                .inputs()
+                .get_bytes(&key)
+                .await
+                .map_err(|e| crate::report(&e))?;
+            if Sha256Digest::of(&stored) == Sha256Digest::of(&input.bytes) {
+                Ok(key)
+            } else {
+                Err(format!(
+                    "the {kind} input {key} exists with other content; nothing was changed \
+                     (use another --job, or the same {kind} file)"
+                ))
+            }
+        }
+        Err(e) => Err(format!(
+            "cannot upload the {kind} input: {}",
+            crate::report(&e)
+        )),
+    }
+}
+
+/// Why a job id that exists is refused, and what to do.
+async fn refusal(storage: &Storage, job: &JobRef) -> String {
+    let manifest = match storage.read_manifest(job).await {
+        Ok(manifest) => manifest,
+        Err(e) => {
+            return format!(
+                "job {job} exists, but its manifest cannot be read: {}; nothing was changed",
+                crate::report(&e)
+            );
+        }
+    };
+    match manifest.status {
+        JobStatus::Succeeded => format!(
+            "job {job} exists and succeeded (its video is {}); nothing was changed: choose \
+             another --job",
+            job.video_key()
+        ),
+        JobStatus::Created | JobStatus::Running => format!(
+            "job {job} is recorded as {} (attempt {}, since {}): another process is running it, \
+             or one that was killed left it so. Nothing was changed. If no process runs it, \
+             resume it: run the same command with --resume",
+            manifest.status,
+            manifest.attempt,
+            manifest
+                .started_at
+                .unwrap_or(manifest.created_at)
+                .format("%Y-%m-%d %H:%M:%S UTC")
+        ),
+        status => format!(
+            "job {job} {status}{}. Nothing was changed. Run the same command with --resume to try \
+             again, or choose another --job",
+            manifest
+                .error
+                .map(|e| format!(": {}", e.message))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// Marks a claimed job failed with `error` (best effort: the command fails either way).
+async fn record_failure(
+    storage: &Storage,
+    job: &JobRef,
+    error: &(dyn std::error::Error + 'static),
+) {
+    if let Ok(mut manifest) = storage.read_manifest(job).await {
+        manifest.mark_failed(JobFailure::from_error(error));
+        if let Err(e) = storage.write_manifest(&manifest).await {
+            eprintln!("warning: cannot record the failure of job {job}: {e}");
+        }
+    }
 }
 
 async fn report(
@@ -590,8 +793,14 @@ mod tests {
             let err = parse(args).unwrap_err();
             assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
         }
-        let err = parse(&["--demo", "--image", "a.png"]).unwrap_err();
+        let err = parse(&["--demo", "--weights", "w"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        // The demo weights on the user's own picture: the file must exist.
+        let err = parse(&["--demo", "--image", "/nonexistent/a.png"])
+            .unwrap()
+            .plan()
+            .unwrap_err();
+        assert!(err.contains("/nonexistent/a.png"), "{err}");
     }
 
     #[test]
@@ -697,8 +906,24 @@ mod tests {
             .plan()
             .unwrap_err();
         assert!(err.contains("../x"), "{err}");
-        // Not a number: refused by clap.
-        assert!(parse(&["--demo", "--seed", "-1"]).is_err());
+        // Negative or not whole: refused by clap with what is wrong (finding 9 of issue #13:
+        // `--seed -1` and `--duration -5` gave "unexpected argument").
+        let err = parse(&["--demo", "--seed", "-1"]).unwrap_err().to_string();
+        assert!(err.contains("`-1` is negative"), "{err}");
+        let err = parse(&["--demo", "--inference-steps", "2.5"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a whole number"), "{err}");
+        let err = parse(&["--demo", "--duration", "-5"])
+            .unwrap()
+            .plan()
+            .unwrap_err();
+        assert!(err.contains("duration"), "{err}");
+        let err = parse(&["--demo", "--dynamic-scale", "-1"])
+            .unwrap()
+            .plan()
+            .unwrap_err();
+        assert!(err.contains("dynamic_scale"), "{err}");
         assert!(parse(&["--demo", "--face-box", "1,2,3"]).is_err());
         assert!(parse(&["--demo", "--face-box", "1,2,3", "--whole-frame"]).is_err());
         // Missing weights are named before any upload.

@@ -182,17 +182,15 @@ fn missing_weights_are_named_before_anything_is_written() {
     assert!(!dir.path().join("sonic-data").exists());
 }
 
-/// Ctrl-C during denoising cancels the job: the manifest says `cancelled`, no video object is
-/// written and no temporary file is left.
+/// Starts `sonic generate --demo` with 200 steps as job `job` in `dir` (its `tmp` folder as
+/// TMPDIR) and returns once the render has started: the pipeline opens its temporary video
+/// file (`.tmp*`) just before it, the denoising loop comes about a second later (tiny models),
+/// and 200 steps of it take minutes in a debug build.
 #[cfg(unix)]
-#[test]
-fn sigint_cancels_the_job_and_leaves_nothing_behind() {
+fn start_render(dir: &Path, job: &str) -> std::process::Child {
     use std::time::{Duration, Instant};
 
-    let dir = tempfile::tempdir().unwrap();
-    let tmp = dir.path().join("tmp");
-    std::fs::create_dir(&tmp).unwrap();
-    // Enough steps that the job is still denoising when the signal comes.
+    let tmp = dir.join("tmp");
     let mut child = sonic()
         .args([
             "generate",
@@ -200,19 +198,15 @@ fn sigint_cancels_the_job_and_leaves_nothing_behind() {
             "--inference-steps",
             "200",
             "--job",
-            "cancel-me",
+            job,
             "--quiet",
         ])
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env("TMPDIR", &tmp)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-
-    // The pipeline opens its temporary video file (`.tmp*`) just before the render starts;
-    // the render reaches the denoising loop about a second after it (tiny models), and 200
-    // steps of it take minutes in a debug build.
     let deadline = Instant::now() + Duration::from_secs(120);
     let rendering = || {
         std::fs::read_dir(&tmp)
@@ -231,6 +225,21 @@ fn sigint_cancels_the_job_and_leaves_nothing_behind() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    child
+}
+
+/// Ctrl-C during denoising cancels the job: the manifest says `cancelled`, no video object is
+/// written and no temporary file is left.
+#[cfg(unix)]
+#[test]
+fn sigint_cancels_the_job_and_leaves_nothing_behind() {
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    // Enough steps that the job is still denoising when the signal comes.
+    let mut child = start_render(dir.path(), "cancel-me");
     std::thread::sleep(Duration::from_secs(5));
     assert!(child.try_wait().unwrap().is_none(), "still running");
     let status = Command::new("kill")
@@ -265,4 +274,196 @@ fn sigint_cancels_the_job_and_leaves_nothing_behind() {
     assert_eq!(manifest["outputs"].as_array().map_or(0, Vec::len), 0);
     let leftovers = files_under(&tmp);
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+}
+
+/// SHA-256 of every file under `dir`, by path.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, String> {
+    files_under(dir)
+        .into_iter()
+        .map(|path| {
+            let digest = hex::encode(Sha256::digest(std::fs::read(&path).unwrap()));
+            (path, digest)
+        })
+        .collect()
+}
+
+/// Finding 1 of issue #13: rerunning a job id that exists replaced its `audio.wav` and added a
+/// second `image.*` before it was refused. Now the claim comes first: every stored object stays
+/// byte-identical, and the refusal comes before any model loads.
+#[test]
+fn an_existing_job_is_refused_with_every_stored_object_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tmp")).unwrap();
+    let first = run_in(
+        dir.path(),
+        &[
+            "generate",
+            "--demo",
+            "--inference-steps",
+            "1",
+            "--quiet",
+            "--job",
+            "taken",
+        ],
+    );
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let store = dir.path().join("sonic-data");
+    let before = snapshot(&store);
+    assert_eq!(
+        before.len(),
+        4,
+        "two inputs, the video, the manifest: {before:?}"
+    );
+
+    // Other inputs under the same id (their content does not matter: nothing may read them).
+    std::fs::write(dir.path().join("other.jpg"), b"another picture").unwrap();
+    std::fs::write(dir.path().join("other.wav"), b"another recording").unwrap();
+    let again = run_in(
+        dir.path(),
+        &[
+            "generate",
+            "--demo",
+            "--image",
+            "other.jpg",
+            "--audio",
+            "other.wav",
+            "--job",
+            "taken",
+            "--quiet",
+        ],
+    );
+    let stderr = text(&again.stderr);
+    assert_eq!(again.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("local/taken exists and succeeded"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    assert!(
+        !stderr.contains("loading the models"),
+        "refused before loading: {stderr}"
+    );
+    assert_eq!(
+        snapshot(&store),
+        before,
+        "every stored object byte-identical"
+    );
+}
+
+/// Findings 4 and 7 of issue #13: a job left `running` by a killed process is refused with a
+/// message naming `--resume`, and `--resume` runs it as attempt 2.
+#[cfg(unix)]
+#[test]
+fn a_job_left_running_by_a_killed_process_is_refused_then_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let mut child = start_render(dir.path(), "killed");
+    child.kill().unwrap(); // SIGKILL: nothing is recorded.
+    child.wait().unwrap();
+    let store = dir.path().join("sonic-data");
+    let manifest_path = store.join("outputs/local/killed/manifest.json");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    assert_eq!(manifest["status"], "running", "{manifest:#}");
+    let before = snapshot(&store);
+
+    let refused = run_in(
+        dir.path(),
+        &[
+            "generate",
+            "--demo",
+            "--inference-steps",
+            "1",
+            "--job",
+            "killed",
+            "--quiet",
+        ],
+    );
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("recorded as running"), "{stderr}");
+    assert!(
+        stderr.contains("--resume"),
+        "the refusal says what to do: {stderr}"
+    );
+    assert_eq!(snapshot(&store), before, "nothing changed");
+
+    let resumed = run_in(
+        dir.path(),
+        &[
+            "generate",
+            "--demo",
+            "--inference-steps",
+            "1",
+            "--job",
+            "killed",
+            "--quiet",
+            "--resume",
+        ],
+    );
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    assert_eq!(manifest["status"], "succeeded", "{manifest:#}");
+    assert_eq!(manifest["attempt"], 2, "{manifest:#}");
+    assert_eq!(
+        manifest["inputs"].as_array().unwrap().len(),
+        2,
+        "{manifest:#}"
+    );
+    assert!(store.join("outputs/local/killed/video.mp4").exists());
+    // A job that succeeded is not resumed.
+    let again = run_in(
+        dir.path(),
+        &[
+            "generate", "--demo", "--job", "killed", "--quiet", "--resume",
+        ],
+    );
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("nothing to resume"));
+}
+
+/// Finding 7 of issue #13: an unusable store is refused with its real cause before any model
+/// loads.
+#[test]
+fn an_unusable_store_is_refused_with_its_cause_before_loading() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tmp")).unwrap();
+    std::fs::write(dir.path().join("a-file"), b"not a folder").unwrap();
+    let output = run_in(
+        dir.path(),
+        &["generate", "--demo", "--quiet", "--store", "a-file/store"],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot be used"), "{stderr}");
+    assert!(stderr.contains("a-file"), "says where: {stderr}");
+    assert!(!stderr.contains("loading the models"), "{stderr}");
+}
+
+/// Finding 9 of issue #13: a `memory://` store's video vanished at exit without a word.
+#[test]
+fn a_memory_store_says_that_its_video_will_not_outlive_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tmp")).unwrap();
+    let output = run_in(
+        dir.path(),
+        &[
+            "generate",
+            "--demo",
+            "--inference-steps",
+            "1",
+            "--quiet",
+            "--store",
+            "memory://",
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("memory:// store lives only while"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--out"), "{stderr}");
 }

@@ -118,6 +118,32 @@ pub enum MediaError {
         /// The picture's name.
         name: String,
     },
+    /// A given face box does not overlap the picture.
+    #[error(
+        "{name}: the face box ({face}) lies outside the {width}x{height} picture (boxes are in \
+         pixels of the picture, x and y from its top-left corner)"
+    )]
+    FaceBoxOutside {
+        /// The picture's name.
+        name: String,
+        /// The box.
+        face: crate::image::FaceBox,
+        /// The picture's width.
+        width: u32,
+        /// The picture's height.
+        height: u32,
+    },
+    /// The video cannot be encoded at this frame size (see
+    /// [`check_frame_size`](crate::video::check_frame_size)).
+    #[error("a {width}x{height} video cannot be encoded: {reason}")]
+    VideoSize {
+        /// The asked width.
+        width: u32,
+        /// The asked height.
+        height: u32,
+        /// Which limit, and what to do.
+        reason: String,
+    },
     /// A parameter is out of its range.
     #[error("invalid {parameter}: {message}")]
     InvalidParameter {

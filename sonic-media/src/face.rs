@@ -34,8 +34,10 @@ pub enum FaceRegion {
 /// The face box of `image` according to `region`.
 ///
 /// # Errors
-/// [`MediaError::NoFaceDetected`] naming `name` when detection finds nothing, and the
-/// detector's own errors.
+/// [`MediaError::NoFaceDetected`] naming `name` when detection finds nothing,
+/// [`MediaError::FaceBoxOutside`] for a given box that does not overlap the picture (a box
+/// partly outside is kept: the crop clamps it), [`MediaError::InvalidParameter`] for a given
+/// box without a positive, finite size, and the detector's own errors.
 pub fn locate_face(
     image: &RgbImage,
     name: &str,
@@ -43,11 +45,40 @@ pub fn locate_face(
     region: FaceRegion,
 ) -> Result<FaceBox, MediaError> {
     match region {
-        FaceRegion::Given(face) => Ok(face),
+        FaceRegion::Given(face) => {
+            check_inside(&face, image.width(), image.height(), name)?;
+            Ok(face)
+        }
         FaceRegion::WholeFrame => Ok(FaceBox::whole(image.width(), image.height())),
         FaceRegion::Detect => largest_face(&detector.detect(image)?)
             .ok_or_else(|| MediaError::NoFaceDetected { name: name.into() }),
     }
+}
+
+/// Refuses a face box that is not a finite box of positive size, or that does not overlap the
+/// `width` x `height` picture: such a box would render a video with no face in it.
+///
+/// # Errors
+/// [`MediaError::InvalidParameter`] or [`MediaError::FaceBoxOutside`].
+pub fn check_inside(face: &FaceBox, width: u32, height: u32, name: &str) -> Result<(), MediaError> {
+    let values = [face.x, face.y, face.width, face.height];
+    if !values.iter().all(|v| v.is_finite()) || face.width <= 0.0 || face.height <= 0.0 {
+        return Err(MediaError::invalid(
+            "face box",
+            format!("({face}) is not a box with a positive size"),
+        ));
+    }
+    let overlap_w = (face.x + face.width).min(f64::from(width)) - face.x.max(0.0);
+    let overlap_h = (face.y + face.height).min(f64::from(height)) - face.y.max(0.0);
+    if overlap_w <= 0.0 || overlap_h <= 0.0 {
+        return Err(MediaError::FaceBoxOutside {
+            name: name.into(),
+            face: *face,
+            width,
+            height,
+        });
+    }
+    Ok(())
 }
 
 /// The face with the largest area (the first of equals).
@@ -194,6 +225,35 @@ mod tests {
             locate_face(&img, "me.jpg", &none, FaceRegion::WholeFrame).unwrap(),
             FaceBox::new(0.0, 0.0, 64.0, 48.0)
         );
+    }
+
+    /// Finding 6 of issue #13: `--face-box 1000,1000,10,10` on a 64x64 picture rendered.
+    #[test]
+    fn a_given_box_outside_the_picture_is_refused_with_both_sizes() {
+        let img = RgbImage::new(64, 64);
+        let none = Fixed(Vec::new());
+        let outside = FaceBox::new(1000.0, 1000.0, 10.0, 10.0);
+        let err = locate_face(&img, "me.png", &none, FaceRegion::Given(outside)).unwrap_err();
+        assert!(
+            matches!(&err, MediaError::FaceBoxOutside { face, width: 64, height: 64, .. } if *face == outside),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("x 1000 y 1000 width 10 height 10"), "{text}");
+        assert!(text.contains("64x64"), "{text}");
+        // Touching the edge only (no overlap) is outside too; partly inside is kept.
+        let edge = FaceBox::new(64.0, 0.0, 10.0, 10.0);
+        assert!(locate_face(&img, "me.png", &none, FaceRegion::Given(edge)).is_err());
+        let partly = FaceBox::new(-5.0, 60.0, 10.0, 10.0);
+        assert_eq!(
+            locate_face(&img, "me.png", &none, FaceRegion::Given(partly)).unwrap(),
+            partly
+        );
+        let nan = FaceBox::new(f64::NAN, 0.0, 10.0, 10.0);
+        assert!(matches!(
+            locate_face(&img, "me.png", &none, FaceRegion::Given(nan)),
+            Err(MediaError::InvalidParameter { .. })
+        ));
     }
 
     #[test]

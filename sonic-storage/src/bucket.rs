@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use crate::body::UploadStream;
 use crate::config::{StoreConfig, StoreLocation, UploadOptions};
 use crate::content_type;
-use crate::error::{Result, StorageError};
+use crate::error::{Result, StorageError, TimeoutLimits};
 use crate::key::ObjectKey;
 use crate::object::{
     Download, ObjectInfo, PutOptions, Sha256Digest, SignedMethod, SignedUrl, WriteMode,
@@ -73,6 +73,7 @@ pub struct Bucket {
     create_only: CreateOnly,
     keeps_attributes: bool,
     upload: UploadOptions,
+    limits: TimeoutLimits,
 }
 
 impl fmt::Debug for Bucket {
@@ -84,6 +85,7 @@ impl fmt::Debug for Bucket {
             .field("signs", &self.signs())
             .field("create_only", &self.create_only)
             .field("upload", &self.upload)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -169,12 +171,26 @@ impl Bucket {
             create_only: CreateOnly::ConditionalPut,
             keeps_attributes: true,
             upload: UploadOptions::default(),
+            limits: TimeoutLimits::default(),
         }
     }
 
     /// Keeps every key under `prefix` inside the store.
     pub fn with_prefix(mut self, prefix: &ObjectKey) -> Self {
         self.prefix = Some(Path::from_iter(prefix.segments()));
+        self
+    }
+
+    /// Records the connect and request timeouts the store's HTTP client was built with, so
+    /// that a [`StorageError::Timeout`] can say which limit was hit (`after`). Stores opened
+    /// from a [`StoreConfig`] have them already; set them on an `object_store` you built
+    /// yourself. `None`: unknown or disabled.
+    pub fn with_timeout_limits(
+        mut self,
+        connect: Option<Duration>,
+        request: Option<Duration>,
+    ) -> Self {
+        self.limits = TimeoutLimits { connect, request };
         self
     }
 
@@ -253,7 +269,7 @@ impl Bucket {
         key: &ObjectKey,
         e: object_store::Error,
     ) -> StorageError {
-        StorageError::from_store(&self.url, operation, key.as_str(), e)
+        StorageError::from_store(&self.url, operation, key.as_str(), e, &self.limits)
     }
 
     fn staging_path(&self, key: &ObjectKey) -> Path {
@@ -577,10 +593,10 @@ impl ObjectStorage for Bucket {
             .map_err(|e| self.error("get", key, e))?;
         let info = self.info_from_meta(key, &result.meta, Some(&result.attributes));
         let range = result.range.clone();
-        let (url, owned_key) = (self.url.clone(), key.clone());
+        let (url, owned_key, limits) = (self.url.clone(), key.clone(), self.limits);
         let stream = result
             .into_stream()
-            .map_err(move |e| StorageError::from_store(&url, "get", owned_key.as_str(), e))
+            .map_err(move |e| StorageError::from_store(&url, "get", owned_key.as_str(), e, &limits))
             .boxed();
         Ok(Download::new(info, range, stream))
     }
@@ -608,8 +624,8 @@ impl ObjectStorage for Bucket {
         self.store
             .list(full.as_ref())
             .map_err({
-                let url = self.url.clone();
-                move |e| StorageError::from_store(&url, "list", &shown, e)
+                let (url, limits) = (self.url.clone(), self.limits);
+                move |e| StorageError::from_store(&url, "list", &shown, e, &limits)
             })
             .try_filter_map(move |meta| {
                 let info = this

@@ -2,6 +2,8 @@
 
 use std::fmt;
 use std::path::PathBuf;
+#[cfg(feature = "_http")]
+use std::time::Duration;
 
 #[cfg(feature = "_http")]
 use object_store::{ClientOptions, RetryConfig};
@@ -134,17 +136,159 @@ pub struct S3Options {
     pub credentials: Option<Credentials>,
 }
 
+/// The default connect timeout of remote stores.
+#[cfg(feature = "_http")]
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The default request timeout of remote stores (connect, send, answer and body of one
+/// request; one multipart part is one request).
+#[cfg(feature = "_http")]
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The default number of retries of a failed request.
+#[cfg(feature = "_http")]
+pub const DEFAULT_MAX_RETRIES: usize = 3;
+
+/// The default time after a request's first attempt past which it is not retried again.
+#[cfg(feature = "_http")]
+pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// HTTP behaviour of remote stores: retries and timeouts (object_store's own types). Only with
 /// a remote store feature (`s3`, `gcp`, `azure`).
+///
+/// Defaults, chosen so that a store that is down or silent fails a request in well under a
+/// minute with a typed error ([`StorageError::Timeout`], or [`StorageError::Backend`] with the
+/// connection error as its source) instead of stalling for minutes:
+///
+/// | setting | default | set with |
+/// |---|---|---|
+/// | connect timeout | [`DEFAULT_CONNECT_TIMEOUT`] (5 s) | [`with_connect_timeout`](Self::with_connect_timeout) |
+/// | request timeout | [`DEFAULT_REQUEST_TIMEOUT`] (30 s) | [`with_request_timeout`](Self::with_request_timeout) |
+/// | retries | [`DEFAULT_MAX_RETRIES`] (3), exponential backoff from 100 ms | [`with_max_retries`](Self::with_max_retries) |
+/// | no retry after | [`DEFAULT_RETRY_TIMEOUT`] (20 s) from the first attempt | [`with_retry_timeout`](Self::with_retry_timeout) |
+///
+/// Retried: connection errors, 5xx, 429, and timeouts of idempotent requests (a create-only put
+/// is not retried on timeout). A retry starts only while the retry timeout has not passed, so
+/// one request takes at most about retry timeout + request timeout (50 s with the defaults); an
+/// endpoint that accepts connections and never answers fails after one request timeout
+/// (30 s). (object_store's own defaults, 10 retries within 3 minutes, let such an endpoint
+/// stall a request for over 3 minutes.) Uploading large parts over a slow link needs a longer
+/// request timeout: a part of [`UploadOptions::part_size`] must go through within it.
 #[cfg(feature = "_http")]
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct TransportOptions {
-    /// Retries with backoff for transient failures (default: 10 retries within 3 minutes).
+    /// Retries with backoff for transient failures.
     pub retry: RetryConfig,
-    /// Timeouts, proxy, DNS resolver, extra headers ... (default: 30 s request timeout, 5 s
-    /// connect timeout).
+    /// Timeouts, proxy, DNS resolver, extra headers ... Replacing it replaces the timeouts
+    /// too (an unset timeout in your `ClientOptions` is object_store's default).
     pub client: ClientOptions,
+}
+
+#[cfg(feature = "_http")]
+impl Default for TransportOptions {
+    fn default() -> Self {
+        Self {
+            retry: RetryConfig {
+                backoff: object_store::BackoffConfig::default(),
+                max_retries: DEFAULT_MAX_RETRIES,
+                retry_timeout: DEFAULT_RETRY_TIMEOUT,
+            },
+            client: ClientOptions::new()
+                .with_connect_timeout(DEFAULT_CONNECT_TIMEOUT)
+                .with_timeout(DEFAULT_REQUEST_TIMEOUT),
+        }
+    }
+}
+
+#[cfg(feature = "_http")]
+impl TransportOptions {
+    /// Sets how long establishing a connection (TCP and TLS) may take.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.client = self.client.with_connect_timeout(timeout);
+        self
+    }
+
+    /// Sets how long one request may take, from connecting to the end of the answer's body.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.client = self.client.with_timeout(timeout);
+        self
+    }
+
+    /// Sets how many times a failed request is retried (0: never).
+    pub fn with_max_retries(mut self, max_retries: usize) -> Self {
+        self.retry.max_retries = max_retries;
+        self
+    }
+
+    /// Sets the time after a request's first attempt past which it is not retried again.
+    pub fn with_retry_timeout(mut self, retry_timeout: Duration) -> Self {
+        self.retry.retry_timeout = retry_timeout;
+        self
+    }
+
+    /// Replaces the retry policy.
+    pub fn with_retry(mut self, retry: RetryConfig) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Replaces the HTTP client options (timeouts included).
+    pub fn with_client_options(mut self, client: ClientOptions) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// The connect timeout the client options set, or `None` if it is disabled or unreadable.
+    pub fn connect_timeout(&self) -> Option<Duration> {
+        self.client
+            .get_config_value(&object_store::ClientConfigKey::ConnectTimeout)
+            .and_then(|value| parse_duration(&value))
+    }
+
+    /// The request timeout the client options set, or `None` if it is disabled or unreadable.
+    pub fn request_timeout(&self) -> Option<Duration> {
+        self.client
+            .get_config_value(&object_store::ClientConfigKey::Timeout)
+            .and_then(|value| parse_duration(&value))
+    }
+}
+
+/// Parses the durations `ClientOptions` reports: humantime's format (`30s`, `1m 30s`,
+/// `1s 500ms`) or a value given as a string (`30 seconds`, `2min`).
+#[cfg(feature = "_http")]
+fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let value: u64 = rest[..digits].parse().ok()?;
+        rest = rest[digits..].trim_start();
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c.is_whitespace())
+            .unwrap_or(rest.len());
+        let nanos_per_unit: u64 = match &rest[..unit_len] {
+            "nanos" | "nsec" | "ns" => 1,
+            "usec" | "us" | "µs" => 1_000,
+            "millis" | "msec" | "ms" => 1_000_000,
+            "seconds" | "second" | "secs" | "sec" | "s" => 1_000_000_000,
+            "minutes" | "minute" | "min" | "mins" | "m" => 60 * 1_000_000_000,
+            "hours" | "hour" | "hr" | "hrs" | "h" => 3_600 * 1_000_000_000,
+            "days" | "day" | "d" => 86_400 * 1_000_000_000,
+            "weeks" | "week" | "wk" | "wks" | "w" => 7 * 86_400 * 1_000_000_000,
+            "months" | "month" | "M" => 2_630_016 * 1_000_000_000,
+            "years" | "year" | "yr" | "yrs" | "y" => 31_557_600 * 1_000_000_000,
+            _ => return None,
+        };
+        total = total.checked_add(Duration::from_nanos(value.checked_mul(nanos_per_unit)?))?;
+        rest = rest[unit_len..].trim_start();
+    }
+    Some(total)
 }
 
 /// How uploads are split.
@@ -376,10 +520,40 @@ impl StoreConfig {
         self
     }
 
-    /// Sets the HTTP client options (timeouts, proxy, DNS resolver ...).
+    /// Sets the HTTP client options (timeouts, proxy, DNS resolver ...). This replaces the
+    /// timeouts too: set them on `client`, or call [`with_connect_timeout`](Self::with_connect_timeout)
+    /// and [`with_request_timeout`](Self::with_request_timeout) afterwards.
     #[cfg(feature = "_http")]
     pub fn with_client_options(mut self, client: ClientOptions) -> Self {
         self.transport.client = client;
+        self
+    }
+
+    /// Sets all of a remote store's retry and timeout settings.
+    #[cfg(feature = "_http")]
+    pub fn with_transport(mut self, transport: TransportOptions) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// Sets the connect timeout of a remote store (see [`TransportOptions`]).
+    #[cfg(feature = "_http")]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.transport = self.transport.with_connect_timeout(timeout);
+        self
+    }
+
+    /// Sets the request timeout of a remote store (see [`TransportOptions`]).
+    #[cfg(feature = "_http")]
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.transport = self.transport.with_request_timeout(timeout);
+        self
+    }
+
+    /// Sets how many times a remote store retries a failed request (see [`TransportOptions`]).
+    #[cfg(feature = "_http")]
+    pub fn with_max_retries(mut self, max_retries: usize) -> Self {
+        self.transport = self.transport.with_max_retries(max_retries);
         self
     }
 
@@ -591,6 +765,61 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[cfg(feature = "_http")]
+    #[test]
+    fn transport_defaults_are_bounded() {
+        let t = TransportOptions::default();
+        assert_eq!(t.connect_timeout(), Some(DEFAULT_CONNECT_TIMEOUT));
+        assert_eq!(t.request_timeout(), Some(DEFAULT_REQUEST_TIMEOUT));
+        assert_eq!(t.retry.max_retries, DEFAULT_MAX_RETRIES);
+        assert_eq!(t.retry.retry_timeout, DEFAULT_RETRY_TIMEOUT);
+        // One request to a silent endpoint: at most about retry timeout + request timeout.
+        assert!(DEFAULT_RETRY_TIMEOUT + DEFAULT_REQUEST_TIMEOUT <= Duration::from_secs(60));
+
+        let config = StoreConfig::from_url("s3://b")
+            .unwrap()
+            .with_connect_timeout(Duration::from_millis(1500))
+            .with_request_timeout(Duration::from_secs(90))
+            .with_max_retries(1);
+        assert_eq!(
+            config.transport.connect_timeout(),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            config.transport.request_timeout(),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(config.transport.retry.max_retries, 1);
+
+        let disabled = TransportOptions::default()
+            .with_client_options(ClientOptions::new().with_timeout_disabled());
+        assert_eq!(disabled.request_timeout(), None);
+        let deferred = TransportOptions::default().with_client_options(
+            ClientOptions::new().with_config(object_store::ClientConfigKey::Timeout, "2 minutes"),
+        );
+        assert_eq!(deferred.request_timeout(), Some(Duration::from_secs(120)));
+    }
+
+    #[cfg(feature = "_http")]
+    #[test]
+    fn parses_client_durations() {
+        for (text, expected) in [
+            ("30s", Duration::from_secs(30)),
+            ("1m 30s", Duration::from_secs(90)),
+            ("1s 500ms", Duration::from_millis(1500)),
+            ("250ms", Duration::from_millis(250)),
+            ("1h 2m 3s 4ms 5us 6ns", Duration::new(3723, 4_005_006)),
+            ("2days 1h", Duration::from_secs(2 * 86_400 + 3_600)),
+            ("30 seconds", Duration::from_secs(30)),
+            ("2min", Duration::from_secs(120)),
+        ] {
+            assert_eq!(parse_duration(text), Some(expected), "{text:?}");
+        }
+        for bad in ["", "30", "s", "30 parsecs", "-1s", "1.5s"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The error type of every fallible operation in this crate.
 
+use std::error::Error as StdError;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// `Result` with [`StorageError`] as the default error.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -22,6 +24,56 @@ impl fmt::Display for IdKind {
             IdKind::Tenant => "tenant",
             IdKind::Job => "job",
         })
+    }
+}
+
+/// Which limit a request ran into (see [`StorageError::Timeout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimeoutKind {
+    /// No connection was established within the connect timeout.
+    Connect,
+    /// The request (connect, send, response and body) did not finish within the request
+    /// timeout: the endpoint accepted the connection but did not answer in time.
+    Request,
+}
+
+impl fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimeoutKind::Connect => "connect",
+            TimeoutKind::Request => "request",
+        })
+    }
+}
+
+/// The configured limits of a store's HTTP client, used to say how long a request that timed
+/// out was given. `None`: unknown (a store built outside this crate) or disabled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TimeoutLimits {
+    pub(crate) connect: Option<Duration>,
+    pub(crate) request: Option<Duration>,
+}
+
+impl TimeoutLimits {
+    fn of(&self, kind: TimeoutKind) -> Option<Duration> {
+        match kind {
+            TimeoutKind::Connect => self.connect,
+            TimeoutKind::Request => self.request,
+        }
+    }
+}
+
+/// `no connection within the 5s connect timeout`, `no answer within the 30s request timeout`,
+/// or without the limit when it is unknown.
+fn timeout_text(kind: &TimeoutKind, after: &Option<Duration>) -> String {
+    let what = match kind {
+        TimeoutKind::Connect => "no connection",
+        TimeoutKind::Request => "no answer",
+    };
+    match after {
+        Some(after) => format!("{what} within the {after:?} {kind} timeout"),
+        None => format!("{what} ({kind} timeout)"),
     }
 }
 
@@ -100,6 +152,17 @@ pub enum StorageError {
         #[source]
         source: Box<object_store::Error>,
     },
+    /// A job has several inputs of one kind (`image.png` and `image.jpg`) and none was named
+    /// by key: the job refuses to pick one.
+    #[error("{kind} input is ambiguous in {store}: {} (name one by its key)", keys.join(", "))]
+    AmbiguousInput {
+        /// The store's URL.
+        store: String,
+        /// `image` or `audio`.
+        kind: String,
+        /// The candidate keys, sorted.
+        keys: Vec<String>,
+    },
     /// A conditional request's precondition did not hold.
     #[error("precondition failed for `{key}` in {store}")]
     Precondition {
@@ -161,7 +224,9 @@ pub enum StorageError {
         #[source]
         source: Option<Box<object_store::Error>>,
     },
-    /// The store refused the credentials or the permission.
+    /// The store refused the credentials or the permission (HTTP 401/403), or the local
+    /// directory cannot be written or read (the file system refused with `EACCES`/`EROFS`).
+    /// The store's own message (an S3 `<Code>`, the file and OS error) is in the source chain.
     #[error("access to `{key}` in {store} was denied")]
     PermissionDenied {
         /// The store's URL.
@@ -199,7 +264,28 @@ pub enum StorageError {
         #[source]
         source: serde_json::Error,
     },
-    /// Any other store failure: network, timeout after the configured retries, server error.
+    /// A remote store did not connect or answer within the configured limit
+    /// ([`TransportOptions`](crate::TransportOptions): connect and request timeouts), after the
+    /// retries the retry policy allows. The client's timeout error is the source.
+    #[error("{operation} `{key}` on {store} timed out: {}", timeout_text(.kind, .after))]
+    Timeout {
+        /// The store's URL.
+        store: String,
+        /// The operation (`put`, `get`, `head`, `list` ...).
+        operation: &'static str,
+        /// The key or prefix.
+        key: String,
+        /// Which limit was hit.
+        kind: TimeoutKind,
+        /// The configured limit that was hit, when known (`None` for a store built outside
+        /// this crate, see [`Bucket::with_timeout_limits`](crate::Bucket::with_timeout_limits)).
+        after: Option<Duration>,
+        /// The store's error.
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    /// Any other store failure: network (connection refused, DNS, TLS), server error after the
+    /// configured retries, an unexpected local file system error.
     #[error("{operation} `{key}` on {store} failed")]
     Backend {
         /// The store's URL.
@@ -215,12 +301,14 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// Maps an `object_store` error to the matching variant.
+    /// Maps an `object_store` error to the matching variant; `limits` are the store's
+    /// configured timeouts (reported in [`StorageError::Timeout`]).
     pub(crate) fn from_store(
         store: &str,
         operation: &'static str,
         key: &str,
         source: object_store::Error,
+        limits: &TimeoutLimits,
     ) -> Self {
         let (store, key) = (store.to_owned(), key.to_owned());
         let boxed = |source| Box::new(source);
@@ -252,13 +340,42 @@ impl StorageError {
                 operation: format!("{operation} `{key}`"),
                 source: Some(boxed(source)),
             },
-            source => Self::Backend {
-                store,
-                operation,
-                key,
-                source: boxed(source),
-            },
+            source => {
+                if let Some(kind) = timeout_kind(&source) {
+                    Self::Timeout {
+                        store,
+                        operation,
+                        key,
+                        kind,
+                        after: limits.of(kind),
+                        source: boxed(source),
+                    }
+                } else if io_permission_denied(&source) {
+                    Self::PermissionDenied {
+                        store,
+                        key,
+                        source: boxed(source),
+                    }
+                } else {
+                    Self::Backend {
+                        store,
+                        operation,
+                        key,
+                        source: boxed(source),
+                    }
+                }
+            }
         }
+    }
+
+    /// `true` for [`StorageError::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout { .. })
+    }
+
+    /// `true` for [`StorageError::PermissionDenied`].
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, Self::PermissionDenied { .. })
     }
 
     /// `true` for [`StorageError::NotFound`].
@@ -269,5 +386,185 @@ impl StorageError {
     /// `true` for [`StorageError::AlreadyExists`].
     pub fn is_already_exists(&self) -> bool {
         matches!(self, Self::AlreadyExists { .. })
+    }
+}
+
+/// `error` and its sources, outermost first.
+fn chain<'a>(
+    error: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    fn next<'a>(e: &&'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 'static)> {
+        (*e).source()
+    }
+    std::iter::successors(Some(error), next)
+}
+
+/// Whether an error is, or was caused by, a client timeout, and which one.
+///
+/// object_store reports a timed-out request as a `Generic` error whose sources are its retry
+/// error, its `HttpError` (kind `Timeout`) and the `reqwest::Error`; a connect timeout is a
+/// reqwest error that is both `is_connect()` and `is_timeout()`. Other clients may only leave
+/// an `io::Error` of kind `TimedOut` somewhere in the chain. The whole chain is searched, and
+/// the most precise answer wins (reqwest's, which tells connect from request timeouts).
+pub(crate) fn timeout_kind(error: &(dyn StdError + 'static)) -> Option<TimeoutKind> {
+    let mut found = None;
+    for e in chain(error) {
+        #[cfg(feature = "_http")]
+        {
+            if let Some(e) = e.downcast_ref::<reqwest::Error>()
+                && e.is_timeout()
+            {
+                return Some(if e.is_connect() {
+                    TimeoutKind::Connect
+                } else {
+                    TimeoutKind::Request
+                });
+            }
+            if let Some(e) = e.downcast_ref::<object_store::client::HttpError>()
+                && e.kind() == object_store::client::HttpErrorKind::Timeout
+            {
+                found.get_or_insert(TimeoutKind::Request);
+            }
+        }
+        if let Some(e) = e.downcast_ref::<std::io::Error>()
+            && e.kind() == std::io::ErrorKind::TimedOut
+        {
+            found.get_or_insert(TimeoutKind::Request);
+        }
+    }
+    found
+}
+
+/// Whether the local file system refused an operation: an `io::Error` of kind
+/// `PermissionDenied` or `ReadOnlyFilesystem` in the chain (object_store's local store reports
+/// these as `Generic` errors).
+fn io_permission_denied(error: &(dyn StdError + 'static)) -> bool {
+    chain(error).any(|e| {
+        e.downcast_ref::<std::io::Error>().is_some_and(|e| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            )
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generic(source: impl StdError + Send + Sync + 'static) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "test",
+            source: Box::new(source),
+        }
+    }
+
+    /// An error that wraps another, as object_store's private error types do.
+    #[derive(Debug, thiserror::Error)]
+    #[error("wrapped: {0}")]
+    struct Wrapped(#[source] Box<dyn StdError + Send + Sync>);
+
+    const LIMITS: TimeoutLimits = TimeoutLimits {
+        connect: Some(Duration::from_secs(5)),
+        request: Some(Duration::from_secs(30)),
+    };
+
+    #[test]
+    fn io_timeouts_deep_in_the_chain_are_timeouts() {
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline elapsed");
+        let error = generic(Wrapped(Box::new(Wrapped(Box::new(io)))));
+        assert_eq!(timeout_kind(&error), Some(TimeoutKind::Request));
+        let mapped = StorageError::from_store("s3://b", "put", "k", error, &LIMITS);
+        match &mapped {
+            StorageError::Timeout {
+                operation: "put",
+                kind: TimeoutKind::Request,
+                after: Some(after),
+                ..
+            } => assert_eq!(*after, Duration::from_secs(30)),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        let shown = mapped.to_string();
+        assert!(
+            shown.contains("put `k` on s3://b timed out") && shown.contains("30s request timeout"),
+            "{shown}"
+        );
+        assert!(mapped.is_timeout());
+    }
+
+    #[cfg(feature = "_http")]
+    #[test]
+    fn http_timeouts_are_timeouts() {
+        use object_store::client::{HttpError, HttpErrorKind};
+        let http = HttpError::new(
+            HttpErrorKind::Timeout,
+            Wrapped("operation timed out".into()),
+        );
+        let error = generic(Wrapped(Box::new(http)));
+        assert_eq!(timeout_kind(&error), Some(TimeoutKind::Request));
+
+        let refused = HttpError::new(HttpErrorKind::Connect, Wrapped("connection refused".into()));
+        let error = generic(Wrapped(Box::new(refused)));
+        assert_eq!(timeout_kind(&error), None);
+        assert!(matches!(
+            StorageError::from_store("s3://b", "get", "k", error, &LIMITS),
+            StorageError::Backend {
+                operation: "get",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn unknown_limits_still_say_what_timed_out() {
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline elapsed");
+        let mapped = StorageError::from_store(
+            "s3://b",
+            "head",
+            "k",
+            generic(io),
+            &TimeoutLimits::default(),
+        );
+        assert!(matches!(mapped, StorageError::Timeout { after: None, .. }));
+        assert_eq!(
+            mapped.to_string(),
+            "head `k` on s3://b timed out: no answer (request timeout)"
+        );
+    }
+
+    #[test]
+    fn other_errors_are_not_timeouts() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(timeout_kind(&generic(io)), None);
+        let not_found = object_store::Error::NotFound {
+            path: "k".into(),
+            source: "missing".into(),
+        };
+        assert!(
+            StorageError::from_store("memory://", "get", "k", not_found, &LIMITS).is_not_found()
+        );
+    }
+
+    #[test]
+    fn local_permission_errors_are_permission_denied() {
+        for kind in [
+            std::io::ErrorKind::PermissionDenied,
+            std::io::ErrorKind::ReadOnlyFilesystem,
+        ] {
+            let io = std::io::Error::new(kind, "refused by the file system");
+            let mapped = StorageError::from_store(
+                "file:///srv/sonic/",
+                "put",
+                "k",
+                generic(Wrapped(Box::new(io))),
+                &LIMITS,
+            );
+            assert!(mapped.is_permission_denied(), "{mapped:?}");
+            assert_eq!(
+                mapped.to_string(),
+                "access to `k` in file:///srv/sonic/ was denied"
+            );
+        }
     }
 }

@@ -11,7 +11,7 @@
 //!   list, delete, sign a URL). [`Bucket`] implements it on any [`object_store::ObjectStore`];
 //!   you can implement it yourself for anything else.
 //! - [`ObjectStorageExt`]: conveniences every store gets for free (upload bytes or a file,
-//!   download to bytes or a file, range reads).
+//!   download to bytes or a file, range reads, [`probe`](ObjectStorageExt::probe)).
 //! - [`Storage`]: the job-level API the pipeline uses: inputs and outputs (possibly in different
 //!   buckets), create-only outputs, manifests, signed links, listing a tenant's jobs, retention.
 //!
@@ -49,6 +49,17 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Failing early, with the cause
+//!
+//! [`probe`] (also [`ObjectStorageExt::probe`]) writes, reads back and deletes a tiny object
+//! under a prefix: run it before loading models, so that an unusable store fails in seconds.
+//! Errors keep the store's own error as their [source](std::error::Error::source):
+//! [`StorageError::PermissionDenied`] for refused or missing credentials and read-only local
+//! directories, [`StorageError::Timeout`] (which limit, how long) for an endpoint that does not
+//! connect or answer, [`StorageError::Backend`] for other failures (connection refused, DNS,
+//! TLS). Remote stores bound every request: 5 s to connect, 30 s per request, 3 retries that
+//! start within 20 s (see [`TransportOptions`], configurable on [`StoreConfig`]).
+//!
 //! ## Cargo features
 //!
 //! - `s3` (default): `s3://` and `oss://` stores.
@@ -76,6 +87,7 @@ pub mod integration;
 mod key;
 mod manifest;
 mod object;
+mod probe;
 #[cfg(feature = "_http")]
 mod remote;
 mod retention;
@@ -84,13 +96,16 @@ mod store;
 
 pub use body::{Body, UploadStream};
 pub use bucket::Bucket;
-#[cfg(feature = "_http")]
-pub use config::TransportOptions;
 pub use config::{
     Addressing, Credentials, DEFAULT_LOCAL_ROOT, MAX_PART_SIZE, MIN_PART_SIZE, S3Options,
     StoreConfig, StoreLocation, UploadOptions,
 };
-pub use error::{IdKind, InvalidReason, Result, StorageError};
+#[cfg(feature = "_http")]
+pub use config::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_TIMEOUT,
+    TransportOptions,
+};
+pub use error::{IdKind, InvalidReason, Result, StorageError, TimeoutKind};
 pub use ids::{JobId, JobRef, MAX_ID_LEN, TenantId};
 pub use key::{InputKind, MAX_KEY_LEN, ObjectKey};
 pub use manifest::{JobFailure, JobManifest, JobStatus, MANIFEST_SCHEMA_VERSION, ObjectRecord};
@@ -98,6 +113,7 @@ pub use object::{
     Download, DownloadStream, ObjectInfo, PutOptions, Sha256Digest, SignedMethod, SignedUrl,
     WriteMode,
 };
+pub use probe::{PROBE_NAME_PREFIX, ProbeReport, probe};
 pub use retention::{SweepOptions, SweepReport, sweep};
 pub use storage::Storage;
 pub use store::{ObjectStorage, ObjectStorageExt};

@@ -30,6 +30,26 @@ pub enum JobStatus {
     Cancelled,
 }
 
+impl JobStatus {
+    /// The status as the manifest spells it: `created`, `running`, `succeeded`, `failed`,
+    /// `cancelled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Created => "created",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One object a job read or wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -120,6 +140,10 @@ pub struct JobManifest {
     pub job: JobId,
     /// Where the job is.
     pub status: JobStatus,
+    /// Which run of the job wrote this record: 1 for the first, one more for each resumed run
+    /// (manifests written before this field read as 1).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
     /// When the job was recorded.
     pub created_at: DateTime<Utc>,
     /// When a worker started it.
@@ -149,6 +173,14 @@ pub struct JobManifest {
     /// Why the job failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<JobFailure>,
+    /// What the user should know about the result, in words (for example that the audio was
+    /// cut at the longest duration a job takes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 impl JobManifest {
@@ -159,6 +191,7 @@ impl JobManifest {
             tenant: job.tenant,
             job: job.job,
             status: JobStatus::Created,
+            attempt: 1,
             created_at: Utc::now(),
             started_at: None,
             finished_at: None,
@@ -169,6 +202,7 @@ impl JobManifest {
             checkpoints: BTreeMap::new(),
             timings: BTreeMap::new(),
             error: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -181,6 +215,20 @@ impl JobManifest {
     pub fn mark_running(&mut self) {
         self.status = JobStatus::Running;
         self.started_at = Some(Utc::now());
+    }
+
+    /// Starts the next run of a job that did not succeed (it was left `running` by a process
+    /// that died, failed, or was cancelled): [`JobManifest::attempt`] counts up, the status is
+    /// [`JobStatus::Running`], started now, and the previous run's error, outputs, timings and
+    /// warnings are cleared (the inputs, parameters and creation time stay).
+    pub fn mark_resumed(&mut self) {
+        self.attempt = self.attempt.saturating_add(1);
+        self.error = None;
+        self.finished_at = None;
+        self.outputs.clear();
+        self.timings.clear();
+        self.warnings.clear();
+        self.mark_running();
     }
 
     /// Status [`JobStatus::Succeeded`], finished now.
@@ -245,5 +293,103 @@ mod tests {
         let failure = JobFailure::from_error(&err);
         assert_eq!(failure.message, "local file `/tmp/x`");
         assert_eq!(failure.causes, vec!["disk full".to_owned()]);
+    }
+
+    fn any_float() -> impl proptest::strategy::Strategy<Value = f64> {
+        use proptest::num::f64::{NEGATIVE, NORMAL, POSITIVE, SUBNORMAL, ZERO};
+        NORMAL | SUBNORMAL | ZERO | POSITIVE | NEGATIVE
+    }
+
+    fn any_time() -> impl proptest::strategy::Strategy<Value = DateTime<Utc>> {
+        use proptest::strategy::Strategy;
+        (0i64..4_102_444_800, 0u32..1_000_000_000)
+            .prop_map(|(secs, nanos)| DateTime::from_timestamp(secs, nanos).unwrap())
+    }
+
+    fn any_record() -> impl proptest::strategy::Strategy<Value = ObjectRecord> {
+        use proptest::prelude::*;
+        (
+            "\\PC{0,12}",
+            "\\PC{0,24}",
+            "[a-z0-9._-]{1,8}(/[a-z0-9_-]{1,8}){0,3}",
+            any::<u64>(),
+            proptest::option::of(any::<[u8; 32]>()),
+            proptest::option::of("\\PC{0,20}"),
+            proptest::option::of("\\PC{0,20}"),
+            proptest::option::of("[a-z]{1,8}/[a-z0-9.+-]{1,12}"),
+        )
+            .prop_filter_map(
+                "a valid key",
+                |(role, store, key, size, sha, e_tag, version, content_type)| {
+                    Some(ObjectRecord {
+                        role,
+                        store,
+                        key: ObjectKey::new(key).ok()?,
+                        size,
+                        sha256: sha.map(Sha256Digest),
+                        e_tag,
+                        version,
+                        content_type,
+                    })
+                },
+            )
+    }
+
+    proptest::proptest! {
+        /// Every field of a random manifest reads back bit-identical, floats included (the
+        /// timings and float parameters: serde_json's `float_roundtrip`).
+        #[test]
+        fn every_field_reads_back_bit_identically(
+            status in 0usize..5,
+            attempt in 1u32..,
+            created_at in any_time(),
+            started_at in proptest::option::of(any_time()),
+            finished_at in proptest::option::of(any_time()),
+            inputs in proptest::collection::vec(any_record(), 0..3),
+            outputs in proptest::collection::vec(any_record(), 0..3),
+            parameters in proptest::collection::btree_map("[a-z_]{1,10}", any_float(), 0..6),
+            seed in proptest::option::of(proptest::prelude::any::<u64>()),
+            checkpoints in proptest::collection::btree_map("[a-z0-9_]{1,10}", proptest::prelude::any::<[u8; 32]>(), 0..4),
+            timings in proptest::collection::btree_map("\\PC{1,10}", any_float(), 0..6),
+            error in proptest::option::of(("\\PC{0,40}", proptest::collection::vec("\\PC{0,20}", 0..3))),
+            warnings in proptest::collection::vec("\\PC{0,40}", 0..3),
+        ) {
+            let mut written = JobManifest::new(JobRef::parse("tenant-1", "job.2_x").unwrap());
+            written.status = [
+                JobStatus::Created,
+                JobStatus::Running,
+                JobStatus::Succeeded,
+                JobStatus::Failed,
+                JobStatus::Cancelled,
+            ][status];
+            written.attempt = attempt;
+            written.created_at = created_at;
+            written.started_at = started_at;
+            written.finished_at = finished_at;
+            written.inputs = inputs;
+            written.outputs = outputs;
+            written.parameters = serde_json::to_value(&parameters).unwrap();
+            written.seed = seed;
+            written.checkpoints = checkpoints.into_iter().map(|(k, v)| (k, Sha256Digest(v))).collect();
+            written.timings = timings;
+            written.error = error.map(|(message, causes)| JobFailure { message, causes });
+            written.warnings = warnings;
+
+            let json = serde_json::to_vec_pretty(&written).unwrap();
+            let read: JobManifest = serde_json::from_slice(&json).unwrap();
+            for (stage, value) in &written.timings {
+                proptest::prop_assert_eq!(value.to_bits(), read.timings[stage].to_bits());
+            }
+            for (name, value) in &parameters {
+                proptest::prop_assert_eq!(
+                    value.to_bits(),
+                    read.parameters[name].as_f64().unwrap().to_bits(),
+                    "{}", name
+                );
+            }
+            proptest::prop_assert_eq!(&read, &written);
+            // And writing it again gives the same bytes.
+            proptest::prop_assert_eq!(serde_json::to_vec_pretty(&read).unwrap(), json);
+        }
     }
 }

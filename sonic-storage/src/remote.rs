@@ -193,7 +193,11 @@ pub(crate) fn s3(
     Ok(
         Bucket::from_object_store(store.clone(), config.display_url())
             .with_signer(store)
-            .with_key_prefix(prefix),
+            .with_key_prefix(prefix)
+            .with_timeout_limits(
+                config.transport.connect_timeout(),
+                config.transport.request_timeout(),
+            ),
     )
 }
 
@@ -215,7 +219,11 @@ pub(crate) fn gcs(config: &StoreConfig, bucket: &str, prefix: Option<&str>) -> R
     Ok(
         Bucket::from_object_store(store.clone(), config.display_url())
             .with_signer(store)
-            .with_key_prefix(prefix),
+            .with_key_prefix(prefix)
+            .with_timeout_limits(
+                config.transport.connect_timeout(),
+                config.transport.request_timeout(),
+            ),
     )
 }
 
@@ -237,6 +245,10 @@ pub(crate) fn azure(config: &StoreConfig, container: &str, prefix: Option<&str>)
     Ok(
         Bucket::from_object_store(store.clone(), config.display_url())
             .with_signer(store)
-            .with_key_prefix(prefix),
+            .with_key_prefix(prefix)
+            .with_timeout_limits(
+                config.transport.connect_timeout(),
+                config.transport.request_timeout(),
+            ),
     )
 }

@@ -13,6 +13,7 @@ use crate::ids::{JobId, JobRef, TenantId};
 use crate::key::{InputKind, ObjectKey};
 use crate::manifest::JobManifest;
 use crate::object::{ObjectInfo, PutOptions, SignedMethod, SignedUrl};
+use crate::probe::ProbeReport;
 use crate::retention::{SweepOptions, SweepReport, sweep};
 use crate::store::{ObjectStorage, ObjectStorageExt};
 
@@ -76,8 +77,31 @@ impl Storage {
         &self.outputs
     }
 
+    /// Checks, with one tiny object written, read back and deleted under `inputs/` and under
+    /// `outputs/` (see [`probe`](crate::probe)), that both stores are reachable and writable,
+    /// so that a job is refused with the store's real cause (no credentials, a read-only
+    /// folder, an endpoint that never answers: a [`StorageError::Timeout`]) before any model
+    /// loads. Returns what each probe measured (one report when inputs and outputs share a
+    /// store, two otherwise).
+    pub async fn probe(&self) -> Result<Vec<ProbeReport>> {
+        let mut reports = vec![
+            self.inputs
+                .probe(&ObjectKey::from_trusted("inputs".to_owned()))
+                .await?,
+        ];
+        if !Arc::ptr_eq(&self.inputs, &self.outputs) {
+            reports.push(
+                self.outputs
+                    .probe(&ObjectKey::from_trusted("outputs".to_owned()))
+                    .await?,
+            );
+        }
+        Ok(reports)
+    }
+
     /// Uploads an input to `inputs/{tenant}/{job}/{image|audio}.{ext}`, replacing an earlier
-    /// upload of the same input.
+    /// upload of the same input. A job that may already exist should use
+    /// [`Storage::put_input_create_only`], which never touches an existing object.
     pub async fn put_input(
         &self,
         job: &JobRef,
@@ -89,12 +113,35 @@ impl Storage {
         self.inputs.put(&key, body, PutOptions::overwrite()).await
     }
 
-    /// Finds the job's input of `kind`, whatever its extension; [`StorageError::NotFound`] if
-    /// there is none.
+    /// Uploads an input to `inputs/{tenant}/{job}/{image|audio}.{ext}` only if nothing is
+    /// there: an existing object is left byte-identical and [`StorageError::AlreadyExists`]
+    /// returned (enforced by the store, not by a racy check).
+    pub async fn put_input_create_only(
+        &self,
+        job: &JobRef,
+        kind: InputKind,
+        ext: &str,
+        body: impl Into<Body> + Send,
+    ) -> Result<ObjectInfo> {
+        let key = job.input_key(kind, ext)?;
+        self.inputs.put(&key, body, PutOptions::create_only()).await
+    }
+
+    /// The input object at exactly `key` in the input store ([`StorageError::NotFound`] if
+    /// there is none).
+    pub async fn input_at(&self, key: &ObjectKey) -> Result<ObjectInfo> {
+        self.inputs.head(key).await
+    }
+
+    /// Finds the job's one input of `kind` under `inputs/{tenant}/{job}/`, whatever its
+    /// extension: [`StorageError::NotFound`] if there is none, and
+    /// [`StorageError::AmbiguousInput`] if there are several (`image.png` and `image.jpg`):
+    /// a job never silently picks one of two pictures. Name inputs by exact key to avoid the
+    /// lookup.
     pub async fn find_input(&self, job: &JobRef, kind: InputKind) -> Result<ObjectInfo> {
         let prefix = job.input_prefix();
         let stem = format!("{}.", kind.stem());
-        let found: Vec<ObjectInfo> = self
+        let mut found: Vec<ObjectInfo> = self
             .inputs
             .list(Some(&prefix))
             .try_filter(|info| {
@@ -103,15 +150,21 @@ impl Storage {
             })
             .try_collect()
             .await?;
-        match found.into_iter().min_by(|a, b| a.key.cmp(&b.key)) {
-            Some(info) => Ok(info),
-            None => Err(StorageError::NotFound {
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(StorageError::NotFound {
                 store: self.inputs.store_url().to_owned(),
                 key: format!("{prefix}/{stem}*"),
                 source: Box::new(object_store::Error::NotFound {
                     path: format!("{prefix}/{stem}*"),
                     source: format!("no {kind} input").into(),
                 }),
+            }),
+            _ => Err(StorageError::AmbiguousInput {
+                store: self.inputs.store_url().to_owned(),
+                kind: kind.to_string(),
+                keys: found.into_iter().map(|info| info.key.to_string()).collect(),
             }),
         }
     }

@@ -17,6 +17,7 @@ use crate::body::{Body, UploadStream};
 use crate::error::{Result, StorageError};
 use crate::key::ObjectKey;
 use crate::object::{Download, ObjectInfo, PutOptions, Sha256Digest, SignedMethod, SignedUrl};
+use crate::probe::ProbeReport;
 
 /// One place objects live: a bucket and prefix, a local directory, memory.
 ///
@@ -73,7 +74,7 @@ pub trait ObjectStorage: fmt::Debug + Send + Sync + 'static {
 }
 
 /// Conveniences for every [`ObjectStorage`]: uploads from bytes or files, downloads to bytes
-/// or files, range reads. Implemented for every store; not meant to be implemented by hand.
+/// or files, range reads, a reachability and permission [probe](ObjectStorageExt::probe). Implemented for every store; not meant to be implemented by hand.
 pub trait ObjectStorageExt: ObjectStorage {
     /// Uploads `body` (bytes, a file or a stream) to `key`.
     fn put(
@@ -152,6 +153,13 @@ pub trait ObjectStorageExt: ObjectStorage {
                 Err(e) => Err(e),
             }
         }
+    }
+
+    /// Checks that the store is reachable and that objects can be created, read and deleted
+    /// under `prefix`, with the real cause attached when not; see [`probe`](crate::probe()).
+    /// Meant to run before expensive work (loading models).
+    fn probe(&self, prefix: &ObjectKey) -> impl Future<Output = Result<ProbeReport>> + Send {
+        crate::probe::probe(self, prefix)
     }
 
     /// Every object under `prefix`, sorted by key.

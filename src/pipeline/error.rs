@@ -50,6 +50,21 @@ pub enum PipelineError {
     /// A picture or audio input could not be decoded or processed, or the video not encoded.
     #[error(transparent)]
     Media(MediaError),
+    /// The video could not be encoded at the size the job asks for (checked before any model
+    /// runs).
+    #[error("{}", if *keep_resolution {
+        "the video would have the picture's own size (keep_resolution), which cannot be encoded: \
+         drop keep_resolution or use a smaller picture"
+    } else {
+        "the model size that min_resolution gives cannot be encoded: lower min_resolution"
+    })]
+    OutputSize {
+        /// Whether the size is the picture's own (`keep_resolution`).
+        keep_resolution: bool,
+        /// The encoder's limit.
+        #[source]
+        source: MediaError,
+    },
     /// The job's estimated peak memory is above the budget (checked before step 1).
     #[error(
         "the job needs an estimated {} at its peak ({}), above the memory budget of {}",
@@ -62,6 +77,23 @@ pub enum PipelineError {
         estimate: Box<MemoryEstimate>,
         /// The budget in bytes.
         budget: u64,
+    },
+    /// The job succeeded already (a [`Claim::Existing`](super::Claim::Existing) run); nothing
+    /// was changed.
+    #[error("job {job} succeeded already; nothing was changed")]
+    AlreadySucceeded {
+        /// `tenant/job`.
+        job: String,
+    },
+    /// The job's video exists although its manifest does not say it succeeded (a run stopped
+    /// between writing the video and its manifest); nothing was changed.
+    #[error(
+        "the video `{key}` exists already although the job did not record success; nothing was \
+         changed (delete the video to render the job again)"
+    )]
+    VideoExists {
+        /// The video's key.
+        key: String,
     },
     /// The job was cancelled through its [`CancellationToken`](super::CancellationToken).
     #[error("cancelled during {stage}")]

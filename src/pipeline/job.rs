@@ -19,8 +19,8 @@ use sonic_backends::{BackendChoice, BackendFn};
 use sonic_media::face::{FaceDetector, SeetaFaceDetector};
 use sonic_media::video::VideoSummary;
 use sonic_storage::{
-    Body, InputKind, JobFailure, JobManifest, JobRef, ObjectInfo, ObjectStorageExt, Sha256Digest,
-    Storage,
+    Body, InputKind, JobFailure, JobManifest, JobRef, JobStatus, ObjectInfo, ObjectKey,
+    ObjectStorageExt, Sha256Digest, Storage, StorageError,
 };
 
 use super::component::Component;
@@ -41,22 +41,73 @@ use super::weights::WeightsLayout;
 /// Unset or empty: `./sonic-data`.
 pub const STORE_ENV: &str = "SONIC_STORE";
 
-/// One job: which inputs (by job id) and how to generate.
+/// One job: which inputs, how to generate, and how the job is claimed.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct JobRequest {
-    /// The job's tenant and id: inputs are read from `inputs/{tenant}/{job}/image.*` and
-    /// `audio.*`, outputs written under `outputs/{tenant}/{job}/`.
+    /// The job's tenant and id: outputs are written under `outputs/{tenant}/{job}/`.
     pub job: JobRef,
     /// The generation parameters.
     pub params: GenerationParams,
+    /// The inputs' exact keys in the input store; `None`: the job's one `image.*` and one
+    /// `audio.*` under `inputs/{tenant}/{job}/` (two of a kind are refused, see
+    /// [`Storage::find_input`]).
+    pub inputs: Option<JobInputs>,
+    /// How the job is claimed (default [`Claim::Create`]).
+    pub claim: Claim,
 }
 
 impl JobRequest {
-    /// A job with these parameters.
+    /// A job with these parameters, its inputs under `inputs/{tenant}/{job}/`, claimed by
+    /// creating its manifest.
     pub fn new(job: JobRef, params: GenerationParams) -> Self {
-        Self { job, params }
+        Self {
+            job,
+            params,
+            inputs: None,
+            claim: Claim::Create,
+        }
     }
+
+    /// Reads the inputs from exactly these keys.
+    pub fn with_inputs(mut self, inputs: JobInputs) -> Self {
+        self.inputs = Some(inputs);
+        self
+    }
+
+    /// Claims the job as `claim` says.
+    pub fn with_claim(mut self, claim: Claim) -> Self {
+        self.claim = claim;
+        self
+    }
+}
+
+/// The exact keys of a job's inputs in the input store (any keys, not only
+/// `inputs/{tenant}/{job}/...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobInputs {
+    /// The portrait.
+    pub image: ObjectKey,
+    /// The speech.
+    pub audio: ObjectKey,
+}
+
+/// How [`Pipeline::generate_with`] takes a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Claim {
+    /// Create the job's manifest, create-only: a job that has one is refused with
+    /// `StorageError::AlreadyExists` and every object is left as it was.
+    #[default]
+    Create,
+    /// The caller holds the job already: it created the manifest (status `created`, for
+    /// example before uploading the inputs), or it resumes a job that did not succeed (left
+    /// `running` by a process that died, `failed` or `cancelled`), which starts the next
+    /// attempt. A job that succeeded is refused with [`PipelineError::AlreadySucceeded`], one
+    /// whose video exists with [`PipelineError::VideoExists`]. The store cannot tell two
+    /// processes apart here: only one may hold a job (the job service arbitrates with its
+    /// queue).
+    Existing,
 }
 
 /// How a running job reports and stops.
@@ -112,6 +163,8 @@ pub struct JobOutcome {
     pub summary: VideoSummary,
     /// The memory estimate checked before the first step.
     pub estimate: MemoryEstimate,
+    /// What the user should know about the result (also in the manifest).
+    pub warnings: Vec<String>,
 }
 
 /// A loaded model set on some backend, behind a trait object so [`Pipeline`] is not generic.
@@ -528,11 +581,26 @@ impl Pipeline {
         job: &JobRequest,
         control: JobControl,
     ) -> Result<JobOutcome, PipelineError> {
-        let mut recorder = ManifestRecorder::new(&job.job, &job.params);
-        self.storage.create_manifest(recorder.manifest()).await?;
-        recorder.manifest_mut().mark_running();
+        let mut recorder = match job.claim {
+            Claim::Create => {
+                let recorder = ManifestRecorder::new(&job.job, &job.params);
+                self.storage.create_manifest(recorder.manifest()).await?;
+                let mut recorder = recorder;
+                recorder.manifest_mut().mark_running();
+                recorder
+            }
+            Claim::Existing => self.take_over(job).await?,
+        };
         self.storage.write_manifest(recorder.manifest()).await?;
-        match self.run(job, control, &mut recorder).await {
+        let span = tracing::info_span!(
+            "job",
+            tenant = %job.job.tenant,
+            job = %job.job.job,
+            attempt = recorder.manifest().attempt
+        );
+        let result =
+            tracing::Instrument::instrument(self.run(job, control, &mut recorder), span).await;
+        match result {
             Ok((video, output)) => {
                 let manifest = recorder.succeed(&video, self.storage.outputs().store_url());
                 self.storage.write_manifest(&manifest).await?;
@@ -541,6 +609,7 @@ impl Pipeline {
                     manifest,
                     summary: output.video,
                     estimate: output.estimate,
+                    warnings: output.warnings,
                 })
             }
             Err(error) => {
@@ -556,6 +625,32 @@ impl Pipeline {
                 Err(error)
             }
         }
+    }
+
+    /// [`Claim::Existing`]: the job's manifest, marked running for this attempt.
+    async fn take_over(&self, job: &JobRequest) -> Result<ManifestRecorder, PipelineError> {
+        let manifest = self.storage.read_manifest(&job.job).await?;
+        match manifest.status {
+            JobStatus::Succeeded => {
+                return Err(PipelineError::AlreadySucceeded {
+                    job: job.job.to_string(),
+                });
+            }
+            JobStatus::Created => {}
+            _ => {
+                let video = job.job.video_key();
+                match self.storage.outputs().head(&video).await {
+                    Ok(_) => {
+                        return Err(PipelineError::VideoExists {
+                            key: video.to_string(),
+                        });
+                    }
+                    Err(StorageError::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(ManifestRecorder::take_over(manifest, &job.params))
     }
 
     async fn run(
@@ -587,7 +682,16 @@ impl Pipeline {
             .into_iter()
             .enumerate()
         {
-            let mut info = self.storage.find_input(&job.job, kind).await?;
+            let mut info = match &job.inputs {
+                Some(keys) => {
+                    let key = match kind {
+                        InputKind::Audio => &keys.audio,
+                        _ => &keys.image,
+                    };
+                    self.storage.input_at(key).await?
+                }
+                None => self.storage.find_input(&job.job, kind).await?,
+            };
             let bytes = self.storage.inputs().get_bytes(&info.key).await?;
             info.sha256 = Some(Sha256Digest::of(&bytes));
             recorder.input(&info, role, self.storage.inputs().store_url());
@@ -666,6 +770,7 @@ impl Pipeline {
         for (stage, elapsed) in &output.timings {
             recorder.timing(stage, *elapsed);
         }
+        recorder.warnings(&output.warnings);
 
         // Upload: only now does a video object appear.
         cancelled(Stage::Upload)?;

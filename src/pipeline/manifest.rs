@@ -24,6 +24,28 @@ impl ManifestRecorder {
         Self { manifest }
     }
 
+    /// The next run of a job whose manifest exists: `created` becomes `running` as the first
+    /// attempt; `running`, `failed` or `cancelled` starts the next attempt
+    /// ([`JobManifest::mark_resumed`]). The parameters and seed are this run's; the inputs
+    /// are recorded again as they are read.
+    pub(crate) fn take_over(mut manifest: JobManifest, params: &GenerationParams) -> Self {
+        if manifest.status == sonic_storage::JobStatus::Created {
+            manifest.mark_running();
+        } else {
+            manifest.mark_resumed();
+        }
+        manifest.parameters = serde_json::to_value(params).expect("parameters serialise to JSON");
+        manifest.seed = Some(params.seed);
+        manifest.inputs.clear();
+        manifest.checkpoints.clear();
+        Self { manifest }
+    }
+
+    /// Records what the user should know about the result.
+    pub(crate) fn warnings(&mut self, warnings: &[String]) {
+        self.manifest.warnings.extend_from_slice(warnings);
+    }
+
     pub(crate) fn manifest(&self) -> &JobManifest {
         &self.manifest
     }

@@ -58,6 +58,8 @@ pub struct JobShape {
     pub decode_chunk_size: usize,
     /// Whether RIFE runs.
     pub interpolation: bool,
+    /// Pixels of the decoded picture (before any crop).
+    pub picture_pixels: u64,
 }
 
 /// What a job is expected to need at its peak, in bytes.
@@ -136,6 +138,7 @@ pub fn estimate(
         ("vae_encode", vae_encode(configs, job, s)),
         ("clip", clip(configs, s)),
         ("whisper", whisper(configs, job.whisper_windows as u64)),
+        ("decode_picture", decode_picture(job.picture_pixels)),
     ];
     let (peak_stage, peak) = stages
         .iter()
@@ -148,6 +151,27 @@ pub fn estimate(
         total: weight_bytes + clip_length + peak,
         peak_stage,
         stages,
+    }
+}
+
+/// Decoding one picture: the decoder's buffer (up to 4 bytes a pixel, RGBA) and its 8-bit RGB
+/// copy, plus a cropped copy.
+fn decode_picture(pixels: u64) -> u64 {
+    (4 + 3 + 3) * pixels
+}
+
+/// What decoding the inputs will need, from their headers alone, checked against the memory
+/// budget before a pixel or sample is decoded: the weights, the decoded audio (`audio_bytes`,
+/// see [`AudioHeader::decoded_bytes`](sonic_media::audio::AudioHeader::decoded_bytes)) and the
+/// picture's decode (stage `decode_picture`).
+pub fn estimate_inputs(weight_bytes: u64, picture_pixels: u64, audio_bytes: u64) -> MemoryEstimate {
+    let picture = decode_picture(picture_pixels);
+    MemoryEstimate {
+        weights: weight_bytes,
+        clip_length: audio_bytes,
+        stages: vec![("decode_picture", picture)],
+        peak_stage: "decode_picture",
+        total: weight_bytes + audio_bytes + picture,
     }
 }
 

@@ -36,7 +36,9 @@ mod weights;
 
 pub use component::Component;
 pub use error::PipelineError;
-pub use job::{JobControl, JobOutcome, JobRequest, Pipeline, PipelineBuilder, STORE_ENV};
+pub use job::{
+    Claim, JobControl, JobInputs, JobOutcome, JobRequest, Pipeline, PipelineBuilder, STORE_ENV,
+};
 pub use memory::{MemoryEstimate, human_bytes};
 pub use models::{ModelConfigs, SonicModels};
 pub use params::{FRAMES_PER_WINDOW, FaceSpec, GenerationParams, ParamError, ranges};

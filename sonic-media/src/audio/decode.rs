@@ -79,85 +79,19 @@ pub fn decode_audio_with(
     name: &str,
     limits: &AudioLimits,
 ) -> Result<DecodedAudio, MediaError> {
-    if bytes.is_empty() {
-        return Err(MediaError::Empty { name: name.into() });
-    }
-    let decode_err = |source: SymphoniaError| match source {
-        SymphoniaError::Unsupported(reason) => MediaError::Unsupported {
-            name: name.into(),
-            reason: reason.into(),
-        },
-        source => MediaError::AudioDecode {
-            name: name.into(),
-            source,
-        },
-    };
-    let rate_err = |rate: u32| MediaError::SampleRate {
-        name: name.into(),
-        rate,
-        min: limits.min_sample_rate(),
-        max: limits.max_sample_rate(),
-    };
-    let too_long = |seconds: f64, declared: bool| MediaError::AudioTooLong {
-        name: name.into(),
-        seconds,
-        declared,
-        limit_secs: limits.max_duration_secs(),
-    };
-    let rate_ok = |rate: u32| (limits.min_sample_rate()..=limits.max_sample_rate()).contains(&rate);
-
-    if let Some(reason) = wav_header_problem(bytes) {
-        return Err(MediaError::Unsupported {
-            name: name.into(),
-            reason,
-        });
-    }
-
-    let mut hint = Hint::new();
-    if let Some(ext) = std::path::Path::new(name)
-        .extension()
-        .and_then(|e| e.to_str())
-    {
-        hint.with_extension(ext);
-    }
-    let stream = MediaSourceStream::new(
-        Box::new(Cursor::new(bytes)),
-        MediaSourceStreamOptions::default(),
+    let Opened {
+        mut format,
+        track_id,
+        params,
+        ..
+    } = open(bytes, name, limits)?;
+    let decode_err = |source: SymphoniaError| decode_error(name, source);
+    let checks = Checks { name, limits };
+    let (rate_err, too_long, rate_ok) = (
+        |rate| checks.rate_err(rate),
+        |seconds, declared| checks.too_long(seconds, declared),
+        |rate| checks.rate_ok(rate),
     );
-    let mut format = symphonia::default::get_probe()
-        .probe(
-            &hint,
-            stream,
-            FormatOptions::default(),
-            MetadataOptions::default(),
-        )
-        .map_err(decode_err)?;
-
-    let track = format
-        .default_track(TrackType::Audio)
-        .ok_or_else(|| MediaError::Unsupported {
-            name: name.into(),
-            reason: "no audio track".into(),
-        })?;
-    let track_id = track.id;
-    let Some(CodecParameters::Audio(params)) = track.codec_params.clone() else {
-        return Err(MediaError::Unsupported {
-            name: name.into(),
-            reason: "the audio track has no codec parameters".into(),
-        });
-    };
-    // Checks from the header, before any packet is decoded.
-    if let Some(rate) = params.sample_rate
-        && !rate_ok(rate)
-    {
-        return Err(rate_err(rate));
-    }
-    if let Some(seconds) = declared_secs(track, params.sample_rate)
-        && seconds > limits.max_duration_secs()
-        && limits.long_audio() == LongAudio::Refuse
-    {
-        return Err(too_long(seconds, true));
-    }
     let mut decoder = symphonia::default::get_codecs()
         .make_audio_decoder(&params, &AudioDecoderOptions::default())
         .map_err(decode_err)?;
@@ -252,6 +186,177 @@ pub fn decode_audio_with(
         sample_rate,
         channels,
         truncated_at_secs,
+    })
+}
+
+/// What an audio file's container declares, read without decoding a packet (see
+/// [`probe_audio`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct AudioHeader {
+    /// The declared sample rate, if the container gives one.
+    pub sample_rate: Option<u32>,
+    /// The declared channel count, if the container gives one.
+    pub channels: Option<usize>,
+    /// The declared duration in seconds, if the container gives one (a streamed WAV or raw
+    /// ADTS does not).
+    pub declared_secs: Option<f64>,
+}
+
+impl AudioHeader {
+    /// Bytes of the decoded samples (interleaved f32 plus the mono mix), when the header
+    /// declares rate and duration; `limit_secs` caps the duration (decoding stops there).
+    pub fn decoded_bytes(&self, limit_secs: f64) -> Option<u64> {
+        let rate = f64::from(self.sample_rate?);
+        let seconds = self.declared_secs?.min(limit_secs).max(0.0);
+        let channels = self.channels.unwrap_or(1).max(1) as f64;
+        Some(((channels + 1.0) * rate * seconds * 4.0) as u64)
+    }
+}
+
+/// Reads an audio file's container header only: format, codec, sample rate and declared
+/// duration are checked against `limits` as [`decode_audio_with`] checks them, without
+/// decoding a packet, so that what decoding costs is known first (the pipeline checks its
+/// memory budget with it).
+///
+/// # Errors
+/// Those of [`decode_audio_with`] that the header can show: [`MediaError::Empty`],
+/// [`MediaError::Unsupported`], [`MediaError::AudioDecode`] (an unreadable container),
+/// [`MediaError::SampleRate`], [`MediaError::AudioTooLong`] (declared, with
+/// [`LongAudio::Refuse`]).
+pub fn probe_audio(
+    bytes: &[u8],
+    name: &str,
+    limits: &AudioLimits,
+) -> Result<AudioHeader, MediaError> {
+    open(bytes, name, limits).map(|opened| opened.header)
+}
+
+/// The limit errors of one input.
+struct Checks<'a> {
+    name: &'a str,
+    limits: &'a AudioLimits,
+}
+
+impl Checks<'_> {
+    fn rate_ok(&self, rate: u32) -> bool {
+        (self.limits.min_sample_rate()..=self.limits.max_sample_rate()).contains(&rate)
+    }
+
+    fn rate_err(&self, rate: u32) -> MediaError {
+        MediaError::SampleRate {
+            name: self.name.into(),
+            rate,
+            min: self.limits.min_sample_rate(),
+            max: self.limits.max_sample_rate(),
+        }
+    }
+
+    fn too_long(&self, seconds: f64, declared: bool) -> MediaError {
+        MediaError::AudioTooLong {
+            name: self.name.into(),
+            seconds,
+            declared,
+            limit_secs: self.limits.max_duration_secs(),
+        }
+    }
+}
+
+/// A container whose header passed the checks, ready to decode.
+struct Opened<'a> {
+    format: Box<dyn symphonia::core::formats::FormatReader + 'a>,
+    track_id: u32,
+    params: symphonia::core::codecs::audio::AudioCodecParameters,
+    header: AudioHeader,
+}
+
+fn decode_error(name: &str, source: SymphoniaError) -> MediaError {
+    match source {
+        SymphoniaError::Unsupported(reason) => MediaError::Unsupported {
+            name: name.into(),
+            reason: reason.into(),
+        },
+        source => MediaError::AudioDecode {
+            name: name.into(),
+            source,
+        },
+    }
+}
+
+fn open<'a>(bytes: &'a [u8], name: &str, limits: &AudioLimits) -> Result<Opened<'a>, MediaError> {
+    if bytes.is_empty() {
+        return Err(MediaError::Empty { name: name.into() });
+    }
+    let decode_err = |source: SymphoniaError| decode_error(name, source);
+    let checks = Checks { name, limits };
+    let (rate_err, too_long, rate_ok) = (
+        |rate| checks.rate_err(rate),
+        |seconds, declared| checks.too_long(seconds, declared),
+        |rate| checks.rate_ok(rate),
+    );
+
+    if let Some(reason) = wav_header_problem(bytes) {
+        return Err(MediaError::Unsupported {
+            name: name.into(),
+            reason,
+        });
+    }
+
+    let mut hint = Hint::new();
+    if let Some(ext) = std::path::Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+    {
+        hint.with_extension(ext);
+    }
+    let stream = MediaSourceStream::new(
+        Box::new(Cursor::new(bytes)),
+        MediaSourceStreamOptions::default(),
+    );
+    let format = symphonia::default::get_probe()
+        .probe(
+            &hint,
+            stream,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
+        .map_err(decode_err)?;
+
+    let track = format
+        .default_track(TrackType::Audio)
+        .ok_or_else(|| MediaError::Unsupported {
+            name: name.into(),
+            reason: "no audio track".into(),
+        })?;
+    let track_id = track.id;
+    let Some(CodecParameters::Audio(params)) = track.codec_params.clone() else {
+        return Err(MediaError::Unsupported {
+            name: name.into(),
+            reason: "the audio track has no codec parameters".into(),
+        });
+    };
+    // Checks from the header, before any packet is decoded.
+    if let Some(rate) = params.sample_rate
+        && !rate_ok(rate)
+    {
+        return Err(rate_err(rate));
+    }
+    if let Some(seconds) = declared_secs(track, params.sample_rate)
+        && seconds > limits.max_duration_secs()
+        && limits.long_audio() == LongAudio::Refuse
+    {
+        return Err(too_long(seconds, true));
+    }
+    let header = AudioHeader {
+        sample_rate: params.sample_rate,
+        channels: params.channels.as_ref().map(|c| c.count()),
+        declared_secs: declared_secs(track, params.sample_rate),
+    };
+    Ok(Opened {
+        format,
+        track_id,
+        params,
+        header,
     })
 }
 

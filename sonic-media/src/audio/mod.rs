@@ -17,7 +17,7 @@ mod mp4_edit;
 mod resample;
 mod timeline;
 
-pub use decode::{DecodedAudio, decode_audio, decode_audio_with};
+pub use decode::{AudioHeader, DecodedAudio, decode_audio, decode_audio_with, probe_audio};
 pub use mel::{LogMel, LogMelConfig, LogMelExtractor};
 pub use resample::{SAMPLE_RATE, load_speech, resample};
 pub use timeline::{

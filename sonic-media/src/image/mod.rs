@@ -15,7 +15,7 @@ mod decode;
 mod lanczos;
 mod preprocess;
 
-pub use decode::{decode_image, decode_image_with};
+pub use decode::{PictureHeader, decode_image, decode_image_with, probe_image};
 pub use lanczos::resize_lanczos;
 pub use preprocess::{
     CLIP_MEAN, CLIP_SIZE, CLIP_STD, CropBox, FaceBox, MAX_MODEL_SIDE, PortraitOptions,

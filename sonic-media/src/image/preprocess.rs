@@ -56,10 +56,21 @@ impl FaceBox {
         if !finite || self.width <= 0.0 || self.height <= 0.0 {
             return Err(MediaError::invalid(
                 "face box",
-                format!("{self:?} is not a box with a positive size"),
+                format!("({self}) is not a box with a positive size"),
             ));
         }
         Ok(())
+    }
+}
+
+impl std::fmt::Display for FaceBox {
+    /// `x X y Y width W height H`, in pixels.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "x {} y {} width {} height {}",
+            self.x, self.y, self.width, self.height
+        )
     }
 }
 
@@ -74,6 +85,17 @@ pub struct CropBox {
     pub x2: i64,
     /// Bottom row (exclusive).
     pub y2: i64,
+}
+
+impl std::fmt::Display for CropBox {
+    /// `columns x1..x2, rows y1..y2`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "columns {}..{}, rows {}..{}",
+            self.x1, self.x2, self.y1, self.y2
+        )
+    }
 }
 
 /// Python's `round()` (half to even).
@@ -154,7 +176,7 @@ pub fn crop(image: &RgbImage, crop: CropBox) -> Result<RgbImage, MediaError> {
         return Err(MediaError::invalid(
             "crop box",
             format!(
-                "{crop:?} is outside the {}x{} picture",
+                "the square crop ({crop}) is outside the {}x{} picture",
                 image.width(),
                 image.height()
             ),

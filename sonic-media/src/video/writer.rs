@@ -151,13 +151,7 @@ impl<W: Write> Mp4Writer<W> {
         options: &VideoOptions,
         audio: Option<AudioTrack>,
     ) -> Result<Self, MediaError> {
-        let (width, height) = (frame_width & !1, frame_height & !1);
-        if width == 0 || height == 0 {
-            return Err(MediaError::invalid(
-                "frame size",
-                format!("{frame_width}x{frame_height} is smaller than 2x2"),
-            ));
-        }
+        let (width, height) = super::check_frame_size(frame_width, frame_height)?;
         if !(options.fps.is_finite() && options.fps > 0.0 && options.fps <= 240.0) {
             return Err(MediaError::invalid(
                 "fps",

@@ -375,3 +375,61 @@ pub fn s3(addressing: Addressing) -> Fixture {
         _dirs: Vec::new(),
     }
 }
+
+/// An error and all its sources, `: `-separated (what a log line with the full cause shows).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(e) = source {
+        parts.push(e.to_string());
+        source = e.source();
+    }
+    parts.join(": ")
+}
+
+/// A loopback endpoint that accepts TCP connections and never answers (a hung server or a
+/// black-holing proxy). It holds every connection open until the returned task is aborted or
+/// the test's runtime ends.
+pub async fn silent_endpoint() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("silent listener");
+    let port = listener.local_addr().expect("listener address").port();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (format!("http://127.0.0.1:{port}"), task)
+}
+
+/// A loopback endpoint where nothing listens: connections are refused.
+pub fn refusing_endpoint() -> String {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("listener");
+    let port = listener.local_addr().expect("listener address").port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// An S3 store configuration for `endpoint` (path style, test credentials) with short limits:
+/// `timeout` to connect and per request, one retry that must start within `timeout`.
+pub fn impatient_s3_config(endpoint: &str, timeout: Duration) -> StoreConfig {
+    StoreConfig::from_url(&format!("s3://{OUTPUT_BUCKET}/{}", run_prefix()))
+        .expect("test URL")
+        .with_endpoint(endpoint)
+        .with_region("us-east-1")
+        .with_addressing(Addressing::Path)
+        .with_credentials(Credentials::new(ACCESS_KEY, SECRET_KEY))
+        .with_retry(RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(20),
+                max_backoff: Duration::from_millis(100),
+                base: 2.0,
+            },
+            max_retries: 1,
+            retry_timeout: timeout,
+        })
+        .with_connect_timeout(timeout)
+        .with_request_timeout(timeout)
+}

@@ -32,12 +32,12 @@ use sonic_media::image::FaceBox;
 use sonic_media::video::VideoSummary;
 
 use super::error::PipelineError;
-use super::memory::{JobShape, MemoryEstimate, estimate};
+use super::memory::{JobShape, MemoryEstimate, estimate, estimate_inputs};
 use super::models::SonicModels;
 use super::params::GenerationParams;
 use super::progress::{CancellationToken, Progress, ProgressFn, Stage, StageClock};
 use super::stages::{StageObserver, Stages};
-use prepare::prepare;
+use prepare::{prepare, read_headers};
 
 /// A named input (the name appears in error messages: a file name or object key).
 #[derive(Debug, Clone)]
@@ -171,6 +171,9 @@ pub struct RenderOutput {
     /// Seconds spent per stage (`preprocess`, `encode_image`, `encode_audio`, `denoise`,
     /// `vae_decode`, `rife`, `video_encode`).
     pub timings: Vec<(String, Duration)>,
+    /// What the user should know about the result, in words (for example that the audio was
+    /// cut at the longest duration a job takes). Also recorded in the job's manifest.
+    pub warnings: Vec<String>,
 }
 
 struct Reporter<'a> {
@@ -219,8 +222,11 @@ fn host<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> TensorData {
 impl<B: Backend> SonicModels<B> {
     /// Generates the video of `inputs` with `params`, writing the MP4 to `sink`.
     ///
-    /// Parameters are validated first; the memory estimate is checked against
-    /// `params.memory_budget` after preprocessing, before any model runs.
+    /// Parameters are validated first. Then, before any model runs: the inputs' headers
+    /// (format, size, rate, declared duration; the cost of decoding them is checked against
+    /// `params.memory_budget` before they are decoded), the face box against the picture, the
+    /// video size against the encoder, and the job's whole memory estimate against
+    /// `params.memory_budget` after preprocessing.
     ///
     /// # Errors
     /// Every [`PipelineError`] of a job except the storage ones; on error the sink may hold
@@ -249,6 +255,18 @@ impl<B: Backend> SonicModels<B> {
         } = inputs;
 
         let prepared = reporter.stage(Stage::Preprocess, |r| {
+            // The headers first: what decoding costs is checked before anything is decoded.
+            let headers = read_headers(params, &picture, &audio)?;
+            if let Some(budget) = params.memory_budget {
+                let pixels = u64::from(headers.picture.width) * u64::from(headers.picture.height);
+                let estimate = estimate_inputs(self.weight_bytes(), pixels, headers.audio_bytes());
+                if estimate.total > budget {
+                    return Err(PipelineError::MemoryBudget {
+                        estimate: Box::new(estimate),
+                        budget,
+                    });
+                }
+            }
             prepare(params, &picture, &audio, features, detector, &mut r.stages)
         })?;
         drop((picture, audio));
@@ -266,6 +284,7 @@ impl<B: Backend> SonicModels<B> {
             audio_len: prepared.timeline.audio_len(),
             decode_chunk_size: params.decode_chunk_size,
             interpolation: params.interpolation,
+            picture_pixels: prepared.picture_pixels,
         };
         let estimate = estimate(&self.configs, self.weight_bytes(), self.dtype, &shape);
         tracing::info!(
@@ -295,6 +314,7 @@ impl<B: Backend> SonicModels<B> {
             &mut reporter,
         )?;
         let output_frames = prepared.output_frames(params);
+        let warnings = prepared.warnings.clone();
         let video = self.decode(
             params,
             prepared.output_size,
@@ -311,6 +331,7 @@ impl<B: Backend> SonicModels<B> {
             model_size: (prepared.model_width as u32, prepared.model_height as u32),
             face: prepared.face,
             timings: reporter.timings,
+            warnings,
         })
     }
 }

@@ -3,15 +3,16 @@
 
 use sonic_core::models::unet::FaceMask;
 use sonic_media::audio::{
-    AudioTimeline, DEFAULT_STEP_CAP, LogMel, LogMelExtractor, SAMPLE_RATE, SAMPLES_PER_STEP,
-    TimelineOptions, decode_audio_with, resample,
+    AudioHeader, AudioTimeline, DEFAULT_STEP_CAP, LogMel, LogMelExtractor, SAMPLE_RATE,
+    SAMPLES_PER_STEP, TimelineOptions, decode_audio_with, probe_audio, resample,
 };
 use sonic_media::face::{FaceDetector, locate_face};
 use sonic_media::image::{
-    FaceBox, PortraitOptions, crop, decode_image, preprocess_portrait, square_crop_box,
+    FaceBox, PictureHeader, PortraitOptions, crop, decode_image_with, preprocess_portrait,
+    probe_image, square_crop_box,
 };
-use sonic_media::video::AudioTrack;
-use sonic_media::{AudioLimits, LongAudio};
+use sonic_media::video::{AudioTrack, check_frame_size};
+use sonic_media::{AudioLimits, ImageLimits, LongAudio};
 
 use super::{NamedBytes, host};
 use crate::pipeline::error::PipelineError;
@@ -40,6 +41,61 @@ pub(super) struct Prepared {
     pub(super) timeline: AudioTimeline,
     pub(super) track: AudioTrack,
     pub(super) audio_samples: usize,
+    pub(super) picture_pixels: u64,
+    /// What the user should know about the result (audio cut at the cap ...).
+    pub(super) warnings: Vec<String>,
+}
+
+/// What the inputs' headers declare, read before either is decoded.
+pub(super) struct InputHeaders {
+    pub(super) picture: PictureHeader,
+    pub(super) audio: AudioHeader,
+}
+
+impl InputHeaders {
+    /// Bytes the decoded audio will take, when the header says (decoding stops at the cap).
+    pub(super) fn audio_bytes(&self) -> u64 {
+        self.audio.decoded_bytes(MAX_DURATION_SECS).unwrap_or(0)
+    }
+}
+
+/// The audio limits of a job: over [`MAX_DURATION_SECS`] is refused (from the header when it
+/// declares its length), unless the job asked for a duration, which uses only the start: then
+/// decoding stops at the cap.
+fn audio_limits(params: &GenerationParams) -> AudioLimits {
+    let long_audio = if params.duration.is_some() {
+        LongAudio::Cut
+    } else {
+        LongAudio::Refuse
+    };
+    AudioLimits::default()
+        .with_max_duration_secs(MAX_DURATION_SECS)
+        .with_long_audio(long_audio)
+}
+
+/// Reads both headers and checks what they show (format, size, sample rate, declared
+/// duration, and with `keep_resolution` the video size) before anything is decoded.
+pub(super) fn read_headers(
+    params: &GenerationParams,
+    picture: &NamedBytes,
+    audio: &NamedBytes,
+) -> Result<InputHeaders, PipelineError> {
+    let picture_header = probe_image(&picture.bytes, &picture.name, &ImageLimits::default())?;
+    let audio_header = probe_audio(&audio.bytes, &audio.name, &audio_limits(params))?;
+    if params.keep_resolution && !params.crop {
+        // The video will be the picture's own size (EXIF rotation swaps the sides, which the
+        // check treats alike).
+        check_frame_size(picture_header.width, picture_header.height).map_err(|source| {
+            PipelineError::OutputSize {
+                keep_resolution: true,
+                source,
+            }
+        })?;
+    }
+    Ok(InputHeaders {
+        picture: picture_header,
+        audio: audio_header,
+    })
 }
 
 impl Prepared {
@@ -63,19 +119,14 @@ pub(super) fn prepare(
     stages: &mut Stages<'_>,
 ) -> Result<Prepared, PipelineError> {
     // Audio: the file's own samples for the track, 16 kHz for the model.
-    // Over MAX_DURATION_SECS: refused (from the header when it declares its length), unless the
-    // job asked for a duration, which uses only the start: then decoding stops at the cap.
-    let long_audio = if params.duration.is_some() {
-        LongAudio::Cut
-    } else {
-        LongAudio::Refuse
-    };
-    let limits = AudioLimits::default()
-        .with_max_duration_secs(MAX_DURATION_SECS)
-        .with_long_audio(long_audio);
-    let decoded = decode_audio_with(&audio.bytes, &audio.name, &limits)?;
+    let mut warnings = Vec::new();
+    let decoded = decode_audio_with(&audio.bytes, &audio.name, &audio_limits(params))?;
     if let Some(at) = decoded.truncated_at_secs {
         tracing::warn!(input = %audio.name, at_secs = at, "audio cut at the duration cap");
+        warnings.push(format!(
+            "{}: the audio is longer than {at} s, the most a job takes: only its first {at} s were used",
+            audio.name
+        ));
     }
     let waveform = resample(&decoded.samples, decoded.sample_rate, SAMPLE_RATE)?;
     let timeline = AudioTimeline::new(
@@ -109,7 +160,8 @@ pub(super) fn prepare(
     };
 
     // Picture: face, optional square crop around it, model-size tensors.
-    let image = decode_image(&picture.bytes, &picture.name)?;
+    let image = decode_image_with(&picture.bytes, &picture.name, &ImageLimits::default())?;
+    let picture_pixels = u64::from(image.width()) * u64::from(image.height());
     let face = locate_face(&image, &picture.name, detector, params.face.region())?;
     let (image, face) = if params.crop {
         let (w, h) = image.dimensions();
@@ -144,14 +196,22 @@ pub(super) fn prepare(
         host(portrait.face_mask.clone(), [3, height, width]),
     );
     let face_mask = FaceMask::new(portrait.face_mask[..width * height].to_vec(), height, width)?;
+    let output_size = if params.keep_resolution {
+        output_size
+    } else {
+        (portrait.width, portrait.height)
+    };
+    // Before any model runs: a size the encoder refuses would fail only after denoising.
+    let output_size = check_frame_size(output_size.0, output_size.1).map_err(|source| {
+        PipelineError::OutputSize {
+            keep_resolution: params.keep_resolution,
+            source,
+        }
+    })?;
     Ok(Prepared {
         model_width: width,
         model_height: height,
-        output_size: if params.keep_resolution {
-            output_size
-        } else {
-            (portrait.width, portrait.height)
-        },
+        output_size,
         face,
         ref_image: portrait.ref_image,
         face_mask,
@@ -160,5 +220,7 @@ pub(super) fn prepare(
         timeline,
         track,
         audio_samples,
+        picture_pixels,
+        warnings,
     })
 }
