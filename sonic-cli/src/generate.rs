@@ -91,7 +91,7 @@ pub struct GenerateArgs {
 
 /// The generation parameters; unset flags keep the defaults (Sonic's, or the demo's).
 #[derive(Debug, Default, clap::Args)]
-struct ParamArgs {
+pub(crate) struct ParamArgs {
     /// Use at most this many seconds of the audio [default: all, at most 400].
     #[arg(long, allow_negative_numbers = true)]
     duration: Option<f64>,
@@ -156,7 +156,7 @@ struct ParamArgs {
 
 impl ParamArgs {
     /// `base` with every flag that was given applied.
-    fn apply(&self, base: GenerationParams) -> GenerationParams {
+    pub(crate) fn apply(&self, base: GenerationParams) -> GenerationParams {
         let mut p = base;
         macro_rules! set {
             ($($field:ident),*) => {$(if let Some(v) = self.$field { p.$field = v; })*};
@@ -445,7 +445,7 @@ fn cancel_on_signals(token: CancellationToken) -> tokio::task::JoinHandle<()> {
 }
 
 /// The next SIGINT or SIGTERM (Ctrl-C only, off Unix).
-async fn signal() -> std::io::Result<()> {
+pub(crate) async fn signal() -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -755,7 +755,6 @@ mod tests {
                 .into_iter()
                 .chain(args.iter().copied()),
         )?;
-        #[allow(unreachable_patterns)] // Until the next subcommand.
         match cli.command {
             crate::Command::Generate(args) => Ok(args),
             other => panic!("not `generate`: {other:?}"),

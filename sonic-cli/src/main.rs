@@ -4,6 +4,8 @@
 //! cargo install --path sonic-cli
 //! sonic generate --demo                  # no download needed; the video is noise
 //! sonic generate --image face.png --audio speech.wav --weights checkpoints
+//! sonic worker --demo &                  # the job service: a worker ...
+//! sonic submit --demo --job hello --wait  # ... and a job for it (docs/service.md)
 //! sonic help generate                    # every flag
 //! ```
 //!
@@ -13,6 +15,7 @@
 
 mod demo;
 mod generate;
+mod service;
 
 use std::process::ExitCode;
 
@@ -32,6 +35,16 @@ struct Cli {
 enum Command {
     /// Generate a lip-synced talking-head video from a portrait and a speech recording.
     Generate(generate::GenerateArgs),
+    /// Take jobs from the queue (NATS JetStream) and render them, until SIGINT or SIGTERM.
+    Worker(service::WorkerArgs),
+    /// Upload a job's inputs and put it on the queue (`--wait`: follow it to its video).
+    Submit(service::SubmitArgs),
+    /// Show a job's state on the job board.
+    Status(service::JobArgs),
+    /// Ask a queued or running job to stop.
+    Cancel(service::JobArgs),
+    /// List a tenant's jobs on the job board.
+    Jobs(service::JobsArgs),
 }
 
 impl Command {
@@ -39,6 +52,11 @@ impl Command {
     async fn run(self) -> Result<(), String> {
         match self {
             Self::Generate(args) => generate::main(args).await,
+            Self::Worker(args) => service::worker(args).await,
+            Self::Submit(args) => service::submit(args).await,
+            Self::Status(args) => service::status(args).await,
+            Self::Cancel(args) => service::cancel(args).await,
+            Self::Jobs(args) => service::jobs(args).await,
         }
     }
 }

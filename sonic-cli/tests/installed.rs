@@ -467,3 +467,120 @@ fn a_memory_store_says_that_its_video_will_not_outlive_the_command() {
     );
     assert!(stderr.contains("--out"), "{stderr}");
 }
+
+/// The job service as issue #14 writes it: `sonic worker --nats URL --store URL --demo` and
+/// `sonic submit --nats URL --store URL --demo --job ID --inference-steps 2 --wait`, then
+/// `status` and `jobs`, and SIGTERM stops the worker.
+#[cfg(unix)]
+#[test]
+#[ignore = "needs nats-server: apt-get install nats-server"]
+fn a_worker_renders_what_submit_puts_on_the_queue() {
+    use std::time::{Duration, Instant};
+
+    let nats = sonic_service::testing::NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let store = dir.path().join("store");
+    let store_arg = store.to_str().unwrap();
+    let mut worker = sonic()
+        .args([
+            "worker",
+            "--nats",
+            nats.url(),
+            "--store",
+            store_arg,
+            "--demo",
+            "--name",
+            "w1",
+        ])
+        .current_dir(dir.path())
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let submit = run_in(
+        dir.path(),
+        &[
+            "submit",
+            "--nats",
+            nats.url(),
+            "--store",
+            store_arg,
+            "--demo",
+            "--job",
+            "hello",
+            "--inference-steps",
+            "2",
+            "--wait",
+        ],
+    );
+    let stdout = text(&submit.stdout);
+    assert!(submit.status.success(), "{stdout}{}", text(&submit.stderr));
+    assert_eq!(printed(&stdout, "video:"), "outputs/local/hello/video.mp4");
+    let video = std::fs::read(store.join("outputs/local/hello/video.mp4")).unwrap();
+    assert_eq!(&video[4..8], b"ftyp");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(store.join("outputs/local/hello/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["status"], "succeeded", "{manifest:#}");
+    assert_eq!(manifest["parameters"]["inference_steps"], 2, "{manifest:#}");
+
+    let status = run_in(
+        dir.path(),
+        &["status", "--nats", nats.url(), "--job", "hello"],
+    );
+    let status_text = text(&status.stdout);
+    assert!(
+        status_text.contains("succeeded (attempt 1"),
+        "{status_text}"
+    );
+    assert!(status_text.contains("worker:   w1"), "{status_text}");
+    let jobs = run_in(dir.path(), &["jobs", "--nats", nats.url()]);
+    assert!(
+        text(&jobs.stdout).contains("hello"),
+        "{}",
+        text(&jobs.stdout)
+    );
+    // A finished job is not submitted again.
+    let again = run_in(
+        dir.path(),
+        &[
+            "submit",
+            "--nats",
+            nats.url(),
+            "--store",
+            store_arg,
+            "--demo",
+            "--job",
+            "hello",
+        ],
+    );
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again.stderr).contains("succeeded"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    // SIGTERM: the idle worker stops within its fetch wait.
+    let status = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while worker.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            worker.kill().ok();
+            panic!("the worker did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = worker.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("1 succeeded"), "{stderr}");
+}

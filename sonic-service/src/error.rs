@@ -91,6 +91,25 @@ pub enum ServiceError {
         expected_revision: u64,
     },
 
+    /// [`submit_job`](crate::submit_job): the job exists and finished; nothing was changed.
+    #[error("job {job} exists and ended ({status}); nothing was changed (choose another job id)")]
+    Finished {
+        /// The job.
+        job: JobRef,
+        /// Its manifest's status.
+        status: sonic_storage::JobStatus,
+    },
+
+    /// The job store failed.
+    #[error("the store of job {job}")]
+    Storage {
+        /// The job.
+        job: JobRef,
+        /// The store's error.
+        #[source]
+        source: Box<sonic_storage::StorageError>,
+    },
+
     /// [`JobBoard::create`](crate::JobBoard::create) found an entry for the job already.
     #[error("job {job} is already on the board")]
     AlreadyExists {

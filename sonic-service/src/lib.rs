@@ -52,6 +52,7 @@ mod config;
 mod error;
 mod message;
 mod queue;
+mod render;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod worker;
@@ -61,6 +62,7 @@ pub use config::QueueConfig;
 pub use error::{BoxError, Result, ServiceError};
 pub use message::{InputRef, InputUrl, JobInputs, JobMessage, MAX_URL_LEN, SCHEMA_VERSION};
 pub use queue::{Queue, Submitted, Submitter};
+pub use render::{PipelineHandler, Submission, UploadInput, record_failure, submit_job};
 pub use worker::{
     AdvisoryKind, Disposition, FailureAdvisory, JobDelivery, JobError, JobHandler, JobOutcome,
     Lease, Worker, WorkerStats,

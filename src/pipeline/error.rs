@@ -95,6 +95,13 @@ pub enum PipelineError {
         /// The video's key.
         key: String,
     },
+    /// Another process holds the job now (the [fence](super::JobControl::fence) was set): it
+    /// stopped and wrote nothing more.
+    #[error("job {job} is held by another process now; this run stopped and wrote nothing more")]
+    Fenced {
+        /// `tenant/job`.
+        job: String,
+    },
     /// The job was cancelled through its [`CancellationToken`](super::CancellationToken).
     #[error("cancelled during {stage}")]
     Cancelled {
@@ -152,6 +159,35 @@ pub enum PipelineError {
     /// The computation panicked or its thread was lost (a bug; the message says where).
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl PipelineError {
+    /// Whether running the job again may succeed: the store or a local file failed (network,
+    /// timeout, disk), the device or the weights of this process failed, an internal error, or
+    /// another process took the job over. `false` for what the job itself asks or holds (bad
+    /// parameters, bad or faceless input, a missing input, over the memory budget, a size the
+    /// encoder refuses, a job that succeeded) and for cancellation: a worker fails those at
+    /// once instead of retrying them.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PipelineError::Storage(e) => !matches!(
+                e,
+                StorageError::InvalidId { .. }
+                    | StorageError::InvalidKey { .. }
+                    | StorageError::NotFound { .. }
+                    | StorageError::AmbiguousInput { .. }
+                    | StorageError::InvalidArgument { .. }
+                    | StorageError::Manifest { .. }
+            ),
+            PipelineError::Io { .. }
+            | PipelineError::Backend(_)
+            | PipelineError::Weights(_)
+            | PipelineError::Load { .. }
+            | PipelineError::Internal(_)
+            | PipelineError::Fenced { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 impl From<MediaError> for PipelineError {

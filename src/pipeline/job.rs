@@ -10,6 +10,7 @@
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -119,6 +120,10 @@ pub struct JobControl {
     pub cancel: CancellationToken,
     /// Receives intermediate tensors (see [`StageObserver`]).
     pub stages: Option<Arc<Mutex<dyn StageObserver>>>,
+    /// The fence: once set, another process holds the job (a worker whose lease ran out); the
+    /// job stops at its next check and writes nothing more, neither video nor manifest
+    /// ([`PipelineError::Fenced`]).
+    pub fence: Option<Arc<AtomicBool>>,
 }
 
 impl std::fmt::Debug for JobControl {
@@ -127,6 +132,7 @@ impl std::fmt::Debug for JobControl {
             .field("progress", &self.progress.is_some())
             .field("cancel", &self.cancel)
             .field("stages", &self.stages.is_some())
+            .field("fence", &self.fence)
             .finish()
     }
 }
@@ -148,6 +154,19 @@ impl JobControl {
     pub fn with_stages(mut self, observer: Arc<Mutex<dyn StageObserver>>) -> Self {
         self.stages = Some(observer);
         self
+    }
+
+    /// Stops writing once `fence` is set (see [`JobControl::fence`]); set it, then cancel the
+    /// token, to stop a job another process has taken over.
+    pub fn with_fence(mut self, fence: Arc<AtomicBool>) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+
+    fn fenced(&self) -> bool {
+        self.fence
+            .as_ref()
+            .is_some_and(|fence| fence.load(Ordering::SeqCst))
     }
 }
 
@@ -598,8 +617,15 @@ impl Pipeline {
             job = %job.job.job,
             attempt = recorder.manifest().attempt
         );
+        let fence = control.fence.clone();
         let result =
             tracing::Instrument::instrument(self.run(job, control, &mut recorder), span).await;
+        if fence.is_some_and(|fence| fence.load(Ordering::SeqCst)) {
+            tracing::warn!(job = %job.job, "another process holds the job: nothing more is written");
+            return Err(PipelineError::Fenced {
+                job: job.job.to_string(),
+            });
+        }
         match result {
             Ok((video, output)) => {
                 let manifest = recorder.succeed(&video, self.storage.outputs().store_url());
@@ -666,7 +692,11 @@ impl Pipeline {
             }
         };
         let cancelled = |stage| {
-            if control.cancel.is_cancelled() {
+            if control.fenced() {
+                Err(PipelineError::Fenced {
+                    job: job.job.to_string(),
+                })
+            } else if control.cancel.is_cancelled() {
                 Err(PipelineError::Cancelled { stage })
             } else {
                 Ok(())

@@ -1,0 +1,403 @@
+//! The job service on the command line: `sonic worker`, `submit`, `status`, `cancel`, `jobs`.
+//!
+//! ```text
+//! nats-server -js &                                   # or a cluster, see docs/service.md
+//! sonic worker --nats nats://127.0.0.1:4222 --store ./sonic-data --demo &
+//! sonic submit --nats nats://127.0.0.1:4222 --store ./sonic-data --demo --job hello \
+//!     --inference-steps 2 --wait
+//! sonic status --job hello
+//! ```
+//!
+//! Every flag also reads an environment variable: `SONIC_NATS`, `SONIC_STORE`, `SONIC_TENANT`,
+//! `SONIC_WEIGHTS`, `SONIC_DEVICE`, `SONIC_DTYPE`, `SONIC_WORKER`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::StreamExt;
+use sonic::backends::BackendChoice;
+use sonic::pipeline::{GenerationParams, Pipeline, WeightsLayout};
+use sonic::storage::{JobRef, Storage, TenantId};
+use sonic_service::{
+    CancellationToken, JobPhase, JobState, PipelineHandler, Queue, QueueConfig, UploadInput,
+    Worker, submit_job,
+};
+
+use crate::demo::{self, DemoWeights};
+use crate::generate::ParamArgs;
+
+/// Where the queue and the store are.
+#[derive(Debug, Clone, clap::Args)]
+struct Connection {
+    /// The NATS server (JetStream on): one URL, or several separated by commas.
+    #[arg(long, env = "SONIC_NATS", default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// The job store: a folder, file:///..., s3://bucket/prefix, oss://..., gs://...
+    #[arg(long, env = "SONIC_STORE", default_value = "./sonic-data")]
+    store: String,
+}
+
+impl Connection {
+    async fn queue(&self) -> Result<Queue, String> {
+        Queue::connect(&self.nats, QueueConfig::default())
+            .await
+            .map_err(|e| format!("the queue at {}: {}", self.nats, crate::report(&e)))
+    }
+
+    fn storage(&self) -> Result<Storage, String> {
+        Storage::open(&self.store)
+            .map_err(|e| format!("the store {}: {}", self.store, crate::report(&e)))
+    }
+}
+
+/// Take jobs from the queue and render them, one at a time, until SIGINT or SIGTERM.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// Use the tiny random demo weights (the videos are noise).
+    #[arg(long, conflicts_with = "weights")]
+    demo: bool,
+    /// The released checkpoints folder (layout in docs/pipeline.md).
+    #[arg(long, env = "SONIC_WEIGHTS", required_unless_present = "demo")]
+    weights: Option<PathBuf>,
+    /// Compute device: cpu, wgpu, wgpu:N, cuda, cuda:N or auto.
+    #[arg(long, env = "SONIC_DEVICE", default_value = "auto")]
+    device: String,
+    /// Precision of the large models: f32, f16 or bf16.
+    #[arg(long, env = "SONIC_DTYPE", default_value = "f32")]
+    dtype: String,
+    /// This worker's name on the job board [default: worker-<host>-<pid>].
+    #[arg(long, env = "SONIC_WORKER")]
+    name: Option<String>,
+    /// On SIGINT/SIGTERM, how long the job in hand may take to finish before it is handed
+    /// back to the queue (seconds).
+    #[arg(long, default_value_t = 0)]
+    grace_secs: u64,
+}
+
+/// Upload a job's inputs to the store and put the job on the queue.
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// The bundled sample portrait and speech, with the demo's size and face box.
+    #[arg(long)]
+    demo: bool,
+    /// The portrait (PNG, JPEG or WebP).
+    #[arg(long, required_unless_present = "demo")]
+    image: Option<PathBuf>,
+    /// The speech (WAV, MP3, FLAC, AAC/M4A or Ogg Vorbis).
+    #[arg(long, required_unless_present = "demo")]
+    audio: Option<PathBuf>,
+    /// Tenant of the job.
+    #[arg(long, env = "SONIC_TENANT", default_value = "local")]
+    tenant: String,
+    /// Job id.
+    #[arg(long)]
+    job: String,
+    /// Follow the job until it ends, then print its video's key and signed link.
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    params: ParamArgs,
+}
+
+/// Which job.
+#[derive(Debug, clap::Args)]
+pub struct JobArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// Tenant of the job.
+    #[arg(long, env = "SONIC_TENANT", default_value = "local")]
+    tenant: String,
+    /// Job id.
+    #[arg(long)]
+    job: String,
+}
+
+/// Which tenant.
+#[derive(Debug, clap::Args)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// The tenant whose jobs to list.
+    #[arg(long, env = "SONIC_TENANT", default_value = "local")]
+    tenant: String,
+}
+
+/// Runs `sonic worker`.
+///
+/// # Errors
+/// A message for a bad argument, an unreachable queue or store, or weights that do not load.
+pub async fn worker(args: WorkerArgs) -> Result<(), String> {
+    let backend = BackendChoice::parse(&args.device, &args.dtype).map_err(|e| crate::report(&e))?;
+    let (layout, _demo) = if args.demo {
+        let weights = DemoWeights::unpack()?;
+        (weights.layout().clone(), Some(weights))
+    } else {
+        let dir = args
+            .weights
+            .clone()
+            .ok_or("--weights or --demo is required")?;
+        let layout = WeightsLayout::released(dir);
+        layout.check().map_err(|e| crate::report(&e))?;
+        (layout, None)
+    };
+    let storage = args.connection.storage()?;
+    storage.probe().await.map_err(|e| {
+        format!(
+            "the store {} cannot be used: {}",
+            args.connection.store,
+            crate::report(&e)
+        )
+    })?;
+    let queue = args.connection.queue().await?;
+    eprintln!("loading the models on {backend} ...");
+    let pipeline = tokio::task::spawn_blocking(move || {
+        Pipeline::builder(backend, storage).weights(layout).build()
+    })
+    .await
+    .map_err(|e| crate::report(&e))?
+    .map_err(|e| format!("cannot load the models: {}", crate::report(&e)))?;
+    let name = args.name.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        format!("worker-{}-{}", host.trim(), std::process::id())
+    });
+    let handler = PipelineHandler::new(pipeline.clone(), &queue, name.clone());
+    let worker =
+        Worker::new(&queue, name.clone(), handler).with_grace(Duration::from_secs(args.grace_secs));
+    let stop = CancellationToken::new();
+    let signals = stop_on_signals(stop.clone());
+    eprintln!(
+        "worker {name} takes jobs from {} ({}); Ctrl-C stops it",
+        args.connection.nats,
+        pipeline.description()
+    );
+    let stats = worker.run(stop).await;
+    signals.abort();
+    eprintln!(
+        "worker {name} stopped: {} succeeded, {} failed, {} retried, {} handed back",
+        stats.succeeded, stats.failed, stats.retried, stats.handed_back
+    );
+    Ok(())
+}
+
+/// Cancels `stop` on the first SIGINT or SIGTERM.
+fn stop_on_signals(stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if crate::generate::signal().await.is_ok() {
+            eprintln!(
+                "stopping: the job in hand is finished within the grace period or handed back"
+            );
+            stop.cancel();
+        }
+    })
+}
+
+fn read_input(path: &std::path::Path) -> Result<UploadInput, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .ok_or_else(|| format!("{} has no extension (png, wav ...)", path.display()))?;
+    Ok(UploadInput {
+        bytes: bytes.into(),
+        ext,
+    })
+}
+
+/// Runs `sonic submit`.
+///
+/// # Errors
+/// A message for a bad argument, an unreachable queue or store, a job id that finished, or
+/// (with `--wait`) a job that did not succeed.
+pub async fn submit(args: SubmitArgs) -> Result<(), String> {
+    let job = JobRef::parse(&args.tenant, &args.job).map_err(|e| crate::report(&e))?;
+    let base = if args.demo {
+        GenerationParams {
+            min_resolution: demo::MIN_RESOLUTION,
+            face: demo::FACE,
+            ..GenerationParams::default()
+        }
+    } else {
+        GenerationParams::default()
+    };
+    let params = args.params.apply(base);
+    params.validate().map_err(|e| crate::report(&e))?;
+    let (image, audio) = match (&args.image, &args.audio) {
+        (Some(image), Some(audio)) => (read_input(image)?, read_input(audio)?),
+        _ => (
+            UploadInput {
+                bytes: demo::PORTRAIT.to_vec().into(),
+                ext: "png".into(),
+            },
+            UploadInput {
+                bytes: demo::SPEECH.to_vec().into(),
+                ext: "wav".into(),
+            },
+        ),
+    };
+    let storage = args.connection.storage()?;
+    let queue = args.connection.queue().await?;
+    let parameters = serde_json::to_value(&params).map_err(|e| e.to_string())?;
+    let submission = submit_job(&queue, &storage, &job, image, audio, parameters)
+        .await
+        .map_err(|e| crate::report(&e))?;
+    if submission.submitted.duplicate {
+        println!("job:      {job} (on the queue already)");
+    } else {
+        println!("job:      {job}");
+    }
+    if !args.wait {
+        return Ok(());
+    }
+    let state = follow(&queue, &job).await?;
+    match state.state {
+        JobPhase::Succeeded => {
+            println!("video:    {}", job.video_key());
+            if let Ok(signed) = storage.sign_video(&job, Duration::from_secs(3600)).await {
+                println!("url:      {} (valid 1 h)", signed.url);
+            }
+            Ok(())
+        }
+        phase => Err(format!(
+            "job {job} ended {}{}",
+            phase_name(phase),
+            state.error.map(|e| format!(": {e}")).unwrap_or_default()
+        )),
+    }
+}
+
+/// Follows the job's board entry until it is terminal, with a progress line.
+async fn follow(queue: &Queue, job: &JobRef) -> Result<JobState, String> {
+    let bar = indicatif::ProgressBar::new(1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {prefix:>10} [{bar:30}] {pos}/{len} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let mut updates = queue
+        .board()
+        .watch(job)
+        .await
+        .map_err(|e| crate::report(&e))?;
+    while let Some(update) = updates.next().await {
+        let (state, _) = update.map_err(|e| crate::report(&e))?;
+        bar.set_prefix(
+            state
+                .stage
+                .clone()
+                .unwrap_or_else(|| phase_name(state.state).into()),
+        );
+        bar.set_length(u64::from(state.total.unwrap_or(1).max(1)));
+        bar.set_position(u64::from(state.step.unwrap_or(0)));
+        let mut message = format!("attempt {}", state.attempt);
+        if let Some(worker) = &state.worker {
+            message.push_str(&format!(" on {worker}"));
+        }
+        if let Some(eta) = state.eta_secs {
+            message.push_str(&format!(" eta {eta:.0}s"));
+        }
+        bar.set_message(message);
+        if state.is_terminal() {
+            bar.finish_and_clear();
+            return Ok(state);
+        }
+    }
+    bar.finish_and_clear();
+    Err(format!("lost the job board while following {job}"))
+}
+
+fn phase_name(phase: JobPhase) -> &'static str {
+    match phase {
+        JobPhase::Queued => "queued",
+        JobPhase::Running => "running",
+        JobPhase::Succeeded => "succeeded",
+        JobPhase::Failed => "failed",
+        JobPhase::Cancelled => "cancelled",
+    }
+}
+
+/// Runs `sonic status`.
+///
+/// # Errors
+/// A message for an unknown job or an unreachable queue.
+pub async fn status(args: JobArgs) -> Result<(), String> {
+    let job = JobRef::parse(&args.tenant, &args.job).map_err(|e| crate::report(&e))?;
+    let queue = args.connection.queue().await?;
+    let (state, revision) = queue
+        .board()
+        .get(&job)
+        .await
+        .map_err(|e| crate::report(&e))?;
+    println!("job:      {job}");
+    println!(
+        "state:    {} (attempt {}, revision {revision})",
+        phase_name(state.state),
+        state.attempt
+    );
+    if let Some(worker) = &state.worker {
+        println!("worker:   {worker}");
+    }
+    if let (Some(stage), Some(step), Some(total)) = (&state.stage, state.step, state.total) {
+        println!("progress: {stage} {step}/{total}");
+    }
+    if let Some(error) = &state.error {
+        println!("error:    {error}");
+    }
+    if state.cancel_requested && !state.is_terminal() {
+        println!("cancel:   requested");
+    }
+    Ok(())
+}
+
+/// Runs `sonic cancel`.
+///
+/// # Errors
+/// A message for an unknown job or an unreachable queue.
+pub async fn cancel(args: JobArgs) -> Result<(), String> {
+    let job = JobRef::parse(&args.tenant, &args.job).map_err(|e| crate::report(&e))?;
+    let queue = args.connection.queue().await?;
+    let (state, _) = queue
+        .board()
+        .request_cancel(&job)
+        .await
+        .map_err(|e| crate::report(&e))?;
+    if state.is_terminal() {
+        println!(
+            "job {job} is {} already: nothing to cancel",
+            phase_name(state.state)
+        );
+    } else {
+        println!("job {job}: cancellation requested (it stops at its next window)");
+    }
+    Ok(())
+}
+
+/// Runs `sonic jobs`.
+///
+/// # Errors
+/// A message for a bad tenant or an unreachable queue.
+pub async fn jobs(args: JobsArgs) -> Result<(), String> {
+    let tenant = TenantId::new(&args.tenant).map_err(|e| crate::report(&e))?;
+    let queue = args.connection.queue().await?;
+    let entries = queue
+        .board()
+        .list(&tenant)
+        .await
+        .map_err(|e| crate::report(&e))?;
+    for entry in entries {
+        println!(
+            "{:<40} {:<10} attempt {}",
+            entry.job.job.as_str(),
+            phase_name(entry.state.state),
+            entry.state.attempt
+        );
+    }
+    Ok(())
+}
