@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Every flag also reads an environment variable: `SONIC_NATS`, `SONIC_STORE`, `SONIC_TENANT`,
-//! `SONIC_WEIGHTS`, `SONIC_DEVICE`, `SONIC_DTYPE`, `SONIC_WORKER`.
+//! `SONIC_WEIGHTS`, `SONIC_DEVICE`, `SONIC_DTYPE`, `SONIC_WORKER`, `SONIC_ACK_WAIT_SECS`,
+//! `SONIC_MAX_DELIVERIES`; `SONIC_LOG` sets the worker's log level (default `info`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,11 +36,25 @@ struct Connection {
     /// The job store: a folder, file:///..., s3://bucket/prefix, oss://..., gs://...
     #[arg(long, env = "SONIC_STORE", default_value = "./sonic-data")]
     store: String,
+    /// Seconds a worker keeps a job without renewing its lease before the queue gives the job
+    /// to another worker. Part of the queue's configuration: every process of a deployment
+    /// must use the same value.
+    #[arg(long, env = "SONIC_ACK_WAIT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    ack_wait_secs: u64,
+    /// Deliveries of a job before it is given up. Part of the queue's configuration, like
+    /// --ack-wait-secs.
+    #[arg(long, env = "SONIC_MAX_DELIVERIES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_deliveries: u32,
 }
 
 impl Connection {
     async fn queue(&self) -> Result<Queue, String> {
-        Queue::connect(&self.nats, QueueConfig::default())
+        let config = QueueConfig {
+            ack_wait: Duration::from_secs(self.ack_wait_secs),
+            max_deliveries: self.max_deliveries,
+            ..QueueConfig::default()
+        };
+        Queue::connect(&self.nats, config)
             .await
             .map_err(|e| format!("the queue at {}: {}", self.nats, crate::report(&e)))
     }
@@ -131,6 +146,7 @@ pub struct JobsArgs {
 /// # Errors
 /// A message for a bad argument, an unreachable queue or store, or weights that do not load.
 pub async fn worker(args: WorkerArgs) -> Result<(), String> {
+    init_logs();
     let backend = BackendChoice::parse(&args.device, &args.dtype).map_err(|e| crate::report(&e))?;
     let (layout, _demo) = if args.demo {
         let weights = DemoWeights::unpack()?;
@@ -181,6 +197,24 @@ pub async fn worker(args: WorkerArgs) -> Result<(), String> {
         stats.succeeded, stats.failed, stats.retried, stats.handed_back
     );
     Ok(())
+}
+
+/// A worker logs what it does (one line per job event) on stderr, at the level of `SONIC_LOG`
+/// (`error`, `warn`, `info`, `debug`, `trace`; default `info`).
+fn init_logs() {
+    let level = std::env::var("SONIC_LOG")
+        .ok()
+        .and_then(|level| {
+            level
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .ok()
+        })
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }
 
 /// Cancels `stop` on the first SIGINT or SIGTERM.

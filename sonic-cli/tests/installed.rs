@@ -584,3 +584,256 @@ fn a_worker_renders_what_submit_puts_on_the_queue() {
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("1 succeeded"), "{stderr}");
 }
+
+/// Issue #14's kill -9 soak: 30 jobs, 3 `sonic worker` processes running the real pipeline on
+/// the demo weights, a chaos loop that SIGKILLs a random worker (and respawns it) at least 10
+/// times and SIGSTOPs one past its lease, then SIGCONTs it. Every job must end with exactly one
+/// video and a `succeeded` manifest that matches it, and nothing else in the store.
+#[cfg(unix)]
+#[test]
+#[ignore = "needs nats-server: apt-get install nats-server"]
+fn kill_nine_soak_gives_every_job_exactly_one_video() {
+    use std::process::{Child, Stdio};
+    use std::time::{Duration, Instant, SystemTime};
+
+    use sonic::storage::{JobRef, JobStatus, Storage};
+    use sonic_service::{JobPhase, Queue, QueueConfig, UploadInput, submit_job};
+
+    const JOBS: usize = 30;
+    const WORKERS: usize = 3;
+    const KILLS: usize = 10;
+    const ACK_WAIT: Duration = Duration::from_secs(3);
+
+    let nats = sonic_service::testing::NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&tmp).unwrap();
+    std::fs::create_dir(&logs).unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    let store_arg = store.to_str().unwrap().to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let config = QueueConfig {
+        ack_wait: ACK_WAIT,
+        max_deliveries: 50,
+        retry_delay: Duration::from_secs(1),
+        ..QueueConfig::default()
+    };
+    let queue = runtime
+        .block_on(Queue::connect(nats.url(), config))
+        .unwrap();
+    let storage = Storage::open(&store_arg).unwrap();
+    let jobs: Vec<JobRef> = (0..JOBS)
+        .map(|i| JobRef::parse("soak", &format!("job-{i:02}")).unwrap())
+        .collect();
+    let portrait =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/portrait.png")).unwrap();
+    let speech = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/speech.wav")).unwrap();
+    let params = serde_json::json!({
+        "min_resolution": 64,
+        "inference_steps": 1,
+        "interpolation": false,
+        "duration": 1.0,
+        "face": {"mode": "box", "x": 18.6, "y": 12.3, "width": 27.2, "height": 33.9},
+    });
+    for job in &jobs {
+        runtime
+            .block_on(submit_job(
+                &queue,
+                &storage,
+                job,
+                UploadInput {
+                    bytes: portrait.clone().into(),
+                    ext: "png".into(),
+                },
+                UploadInput {
+                    bytes: speech.clone().into(),
+                    ext: "wav".into(),
+                },
+                params.clone(),
+            ))
+            .unwrap();
+    }
+
+    let mut spawned = 0usize;
+    let mut spawn = |slot: usize| -> Child {
+        spawned += 1;
+        let log = std::fs::File::create(logs.join(format!("w{slot}-{spawned}.log"))).unwrap();
+        sonic()
+            .args([
+                "worker",
+                "--nats",
+                nats.url(),
+                "--store",
+                &store_arg,
+                "--demo",
+                "--name",
+                &format!("w{slot}-{spawned}"),
+                "--ack-wait-secs",
+                "3",
+                "--max-deliveries",
+                "50",
+            ])
+            .current_dir(dir.path())
+            .env("TMPDIR", &tmp)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let mut workers: Vec<Child> = (0..WORKERS).map(&mut spawn).collect();
+    // A small deterministic generator, seeded from the clock (the seed is in the failure text).
+    let seed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    let mut state = seed;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let finished = |queue: &Queue| -> usize {
+        runtime.block_on(async {
+            let mut done = 0;
+            for job in &jobs {
+                if let Ok((state, _)) = queue.board().get(job).await
+                    && state.state.is_terminal()
+                {
+                    done += 1;
+                }
+            }
+            done
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(280);
+    let (mut kills, mut stopped) = (0, false);
+    loop {
+        let done = finished(&queue);
+        if done == JOBS && kills >= KILLS {
+            break;
+        }
+        if Instant::now() > deadline {
+            let board: Vec<String> = runtime.block_on(async {
+                let mut lines = Vec::new();
+                for job in &jobs {
+                    if let Ok((state, _)) = queue.board().get(job).await {
+                        lines.push(format!(
+                            "{job}: {:?} attempt {} worker {:?} error {:?}",
+                            state.state, state.attempt, state.worker, state.error
+                        ));
+                    }
+                }
+                lines
+            });
+            let mut tails = String::new();
+            for log in files_under(&logs) {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(8)..].join("\n");
+                tails.push_str(&format!("--- {}\n{tail}\n", log.display()));
+            }
+            panic!(
+                "seed {seed}: {done} of {JOBS} jobs finished, {kills} kills, in the time limit\n{}\n{tails}",
+                board.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1200));
+        if kills < KILLS {
+            let slot = (next() % WORKERS as u64) as usize;
+            workers[slot].kill().unwrap(); // SIGKILL
+            workers[slot].wait().unwrap();
+            workers[slot] = spawn(slot);
+            kills += 1;
+        }
+        if kills == 4 && !stopped {
+            // Paused past its lease: its job goes to another worker; resumed, it must not write.
+            let slot = (next() % WORKERS as u64) as usize;
+            let pid = workers[slot].id().to_string();
+            assert!(
+                Command::new("kill")
+                    .args(["-STOP", &pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            std::thread::sleep(ACK_WAIT * 3);
+            assert!(
+                Command::new("kill")
+                    .args(["-CONT", &pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            stopped = true;
+        }
+    }
+    for worker in &mut workers {
+        worker.kill().ok();
+        worker.wait().ok();
+    }
+
+    // Exactly one video per job, matching its succeeded manifest; redeliveries happened.
+    let mut max_attempt = 0;
+    for job in &jobs {
+        let (state, _) = runtime.block_on(queue.board().get(job)).unwrap();
+        assert_eq!(
+            state.state,
+            JobPhase::Succeeded,
+            "seed {seed}: {job}: {state:?}"
+        );
+        let manifest = runtime.block_on(storage.read_manifest(job)).unwrap();
+        assert_eq!(manifest.status, JobStatus::Succeeded, "seed {seed}: {job}");
+        max_attempt = max_attempt.max(manifest.attempt);
+        let video = std::fs::read(store.join(job.video_key().as_str())).unwrap();
+        let videos: Vec<_> = manifest
+            .outputs
+            .iter()
+            .filter(|o| o.role == "video")
+            .collect();
+        assert_eq!(videos.len(), 1, "seed {seed}: {job}: {manifest:?}");
+        assert_eq!(videos[0].size, video.len() as u64, "seed {seed}: {job}");
+        assert_eq!(
+            videos[0].sha256.unwrap().to_hex(),
+            hex::encode(Sha256::digest(&video)),
+            "seed {seed}: {job}"
+        );
+    }
+    assert!(
+        max_attempt > 1,
+        "seed {seed}: no job was redelivered or taken over"
+    );
+    // Nothing else under outputs/, no staging leftovers, on disk.
+    let mut outputs: Vec<String> = files_under(&store.join("outputs"))
+        .iter()
+        .map(|p| {
+            p.strip_prefix(&store)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    outputs.sort();
+    let mut expected: Vec<String> = jobs
+        .iter()
+        .flat_map(|job| [job.manifest_key().to_string(), job.video_key().to_string()])
+        .collect();
+    expected.sort();
+    assert_eq!(outputs, expected, "seed {seed}");
+    let others: Vec<_> = files_under(&store)
+        .into_iter()
+        .filter(|p| !p.starts_with(store.join("outputs")) && !p.starts_with(store.join("inputs")))
+        .collect();
+    assert!(
+        others.is_empty(),
+        "seed {seed}: staging leftovers {others:?}"
+    );
+    assert_eq!(
+        files_under(&store.join("inputs")).len(),
+        2 * JOBS,
+        "seed {seed}"
+    );
+}
