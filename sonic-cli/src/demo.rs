@@ -6,7 +6,7 @@
 //! laid out as in `fixtures/golden`, and loaded through the normal loaders; the folder is
 //! removed when the [`DemoWeights`] is dropped. Nothing is read from the source tree.
 
-use sonic::pipeline::{FaceSpec, WeightsLayout};
+use sonic::pipeline::{FaceSpec, GenerationParams, WeightsLayout};
 use tempfile::TempDir;
 
 /// The demo's portrait (see `assets/README.md`).
@@ -24,6 +24,21 @@ pub const FACE: FaceSpec = FaceSpec::Box {
 
 /// The short side of the model input the demo weights were made for.
 pub const MIN_RESOLUTION: u32 = 64;
+
+/// The demo's parameters: the demo weights' size, and the bundled portrait's face box, or the
+/// whole frame on a picture of the user's (`own_picture`: the random weights find no face
+/// anyway); Sonic's settings otherwise.
+pub fn params(own_picture: bool) -> GenerationParams {
+    GenerationParams {
+        min_resolution: MIN_RESOLUTION,
+        face: if own_picture {
+            FaceSpec::WholeFrame
+        } else {
+            FACE
+        },
+        ..GenerationParams::default()
+    }
+}
 
 /// `(path under fixtures/golden, bytes)` for each listed file.
 macro_rules! golden {

@@ -36,6 +36,7 @@ use sonic::storage::{
 };
 
 use crate::demo::{self, DemoWeights};
+use crate::input::Input;
 
 const NOISE_WARNING: &str = "The demo runs the tiny RANDOM weights of the test fixtures: the video is noise, \
 not a talking face. Download the released checkpoints (docs/pipeline.md) and pass --weights DIR for real output.";
@@ -261,26 +262,6 @@ struct Plan {
     job: JobRef,
 }
 
-/// One input file: its bytes and extension.
-#[derive(Debug)]
-struct Input {
-    bytes: Vec<u8>,
-    ext: String,
-}
-
-impl Input {
-    fn read(path: &Path) -> Result<Self, String> {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .ok_or_else(|| format!("{} has no extension (png, wav ...)", path.display()))?;
-        Ok(Self { bytes, ext })
-    }
-}
-
 /// Refuses an `--out` path whose folder does not exist or that is a folder itself, before any
 /// compute.
 fn check_out(out: &Path) -> Result<(), String> {
@@ -302,21 +283,10 @@ fn check_out(out: &Path) -> Result<(), String> {
 }
 
 impl GenerateArgs {
-    /// The demo's parameters: the fixture's size and face box (the whole frame on a picture
-    /// of the user's), Sonic's settings otherwise.
+    /// The demo's parameters (see [`demo::params`]), Sonic's settings otherwise.
     fn base_params(&self) -> GenerationParams {
         if self.demo {
-            GenerationParams {
-                min_resolution: demo::MIN_RESOLUTION,
-                // The bundled portrait's box; on the user's own picture the whole frame (the
-                // random weights find no face anyway).
-                face: if self.image.is_none() {
-                    demo::FACE
-                } else {
-                    FaceSpec::WholeFrame
-                },
-                ..GenerationParams::default()
-            }
+            demo::params(self.image.is_some())
         } else {
             GenerationParams::default()
         }
@@ -341,20 +311,8 @@ impl GenerateArgs {
             check_out(out)?;
         }
         let (layout, demo, image, audio) = if self.demo {
-            let image = match &self.image {
-                Some(path) => Input::read(path)?,
-                None => Input {
-                    bytes: demo::PORTRAIT.to_vec(),
-                    ext: "png".into(),
-                },
-            };
-            let audio = match &self.audio {
-                Some(path) => Input::read(path)?,
-                None => Input {
-                    bytes: demo::SPEECH.to_vec(),
-                    ext: "wav".into(),
-                },
-            };
+            let image = Input::or_sample(self.image.as_deref(), demo::PORTRAIT, "png")?;
+            let audio = Input::or_sample(self.audio.as_deref(), demo::SPEECH, "wav")?;
             let weights = DemoWeights::unpack()?;
             (weights.layout().clone(), Some(weights), image, audio)
         } else {

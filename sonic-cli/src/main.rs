@@ -15,6 +15,7 @@
 
 mod demo;
 mod generate;
+mod input;
 mod service;
 
 use std::process::ExitCode;

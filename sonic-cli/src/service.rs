@@ -26,6 +26,7 @@ use sonic_service::{
 
 use crate::demo::{self, DemoWeights};
 use crate::generate::ParamArgs;
+use crate::input::Input;
 
 /// Where the queue and the store are.
 #[derive(Debug, Clone, clap::Args)]
@@ -96,7 +97,8 @@ pub struct WorkerArgs {
 pub struct SubmitArgs {
     #[command(flatten)]
     connection: Connection,
-    /// The bundled sample portrait and speech, with the demo's size and face box.
+    /// The demo's size and face box, and the bundled sample portrait and speech unless
+    /// --image/--audio name others.
     #[arg(long)]
     demo: bool,
     /// The portrait (PNG, JPEG or WebP).
@@ -229,19 +231,6 @@ fn stop_on_signals(stop: CancellationToken) -> tokio::task::JoinHandle<()> {
     })
 }
 
-fn read_input(path: &std::path::Path) -> Result<UploadInput, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .ok_or_else(|| format!("{} has no extension (png, wav ...)", path.display()))?;
-    Ok(UploadInput {
-        bytes: bytes.into(),
-        ext,
-    })
-}
-
 /// Runs `sonic submit`.
 ///
 /// # Errors
@@ -250,29 +239,15 @@ fn read_input(path: &std::path::Path) -> Result<UploadInput, String> {
 pub async fn submit(args: SubmitArgs) -> Result<(), String> {
     let job = JobRef::parse(&args.tenant, &args.job).map_err(|e| crate::report(&e))?;
     let base = if args.demo {
-        GenerationParams {
-            min_resolution: demo::MIN_RESOLUTION,
-            face: demo::FACE,
-            ..GenerationParams::default()
-        }
+        demo::params(args.image.is_some())
     } else {
         GenerationParams::default()
     };
     let params = args.params.apply(base);
     params.validate().map_err(|e| crate::report(&e))?;
-    let (image, audio) = match (&args.image, &args.audio) {
-        (Some(image), Some(audio)) => (read_input(image)?, read_input(audio)?),
-        _ => (
-            UploadInput {
-                bytes: demo::PORTRAIT.to_vec().into(),
-                ext: "png".into(),
-            },
-            UploadInput {
-                bytes: demo::SPEECH.to_vec().into(),
-                ext: "wav".into(),
-            },
-        ),
-    };
+    // clap requires both files without --demo; with it, each defaults to the bundled sample.
+    let image: UploadInput = Input::or_sample(args.image.as_deref(), demo::PORTRAIT, "png")?.into();
+    let audio: UploadInput = Input::or_sample(args.audio.as_deref(), demo::SPEECH, "wav")?.into();
     let storage = args.connection.storage()?;
     let queue = args.connection.queue().await?;
     let parameters = serde_json::to_value(&params).map_err(|e| e.to_string())?;

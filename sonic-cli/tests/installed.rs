@@ -228,12 +228,38 @@ fn start_render(dir: &Path, job: &str) -> std::process::Child {
     child
 }
 
+/// Sends `SIG{name}` to `child`.
+#[cfg(unix)]
+fn signal(child: &std::process::Child, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name}");
+}
+
+/// Sends `SIG{name}` to `child` and returns its output once it exits; fails the test (and
+/// kills it) if that takes longer than `limit`.
+#[cfg(unix)]
+fn stop_within(mut child: std::process::Child, name: &str, limit: std::time::Duration) -> Output {
+    let deadline = std::time::Instant::now() + limit;
+    signal(&child, name);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            panic!("sonic did not stop within {limit:?} of SIG{name}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// Ctrl-C during denoising cancels the job: the manifest says `cancelled`, no video object is
 /// written and no temporary file is left.
 #[cfg(unix)]
 #[test]
 fn sigint_cancels_the_job_and_leaves_nothing_behind() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     let dir = tempfile::tempdir().unwrap();
     let tmp = dir.path().join("tmp");
@@ -242,22 +268,8 @@ fn sigint_cancels_the_job_and_leaves_nothing_behind() {
     let mut child = start_render(dir.path(), "cancel-me");
     std::thread::sleep(Duration::from_secs(5));
     assert!(child.try_wait().unwrap().is_none(), "still running");
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-
     // Bounded: the job stops at its next UNet window.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().ok();
-            panic!("sonic did not stop within 60 s of SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
+    let output = stop_within(child, "INT", Duration::from_secs(60));
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cancel"), "{stderr}");
@@ -475,7 +487,7 @@ fn a_memory_store_says_that_its_video_will_not_outlive_the_command() {
 #[test]
 #[ignore = "needs nats-server: apt-get install nats-server"]
 fn a_worker_renders_what_submit_puts_on_the_queue() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     let nats = sonic_service::testing::NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
@@ -483,7 +495,7 @@ fn a_worker_renders_what_submit_puts_on_the_queue() {
     std::fs::create_dir(&tmp).unwrap();
     let store = dir.path().join("store");
     let store_arg = store.to_str().unwrap();
-    let mut worker = sonic()
+    let worker = sonic()
         .args([
             "worker",
             "--nats",
@@ -566,20 +578,7 @@ fn a_worker_renders_what_submit_puts_on_the_queue() {
     );
 
     // SIGTERM: the idle worker stops within its fetch wait.
-    let status = Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while worker.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            worker.kill().ok();
-            panic!("the worker did not stop within 30 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = worker.wait_with_output().unwrap();
+    let output = stop_within(worker, "TERM", Duration::from_secs(30));
     let stderr = text(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("1 succeeded"), "{stderr}");
@@ -752,22 +751,9 @@ fn kill_nine_soak_gives_every_job_exactly_one_video() {
         if kills == 4 && !stopped {
             // Paused past its lease: its job goes to another worker; resumed, it must not write.
             let slot = (next() % WORKERS as u64) as usize;
-            let pid = workers[slot].id().to_string();
-            assert!(
-                Command::new("kill")
-                    .args(["-STOP", &pid])
-                    .status()
-                    .unwrap()
-                    .success()
-            );
+            signal(&workers[slot], "STOP");
             std::thread::sleep(ACK_WAIT * 3);
-            assert!(
-                Command::new("kill")
-                    .args(["-CONT", &pid])
-                    .status()
-                    .unwrap()
-                    .success()
-            );
+            signal(&workers[slot], "CONT");
             stopped = true;
         }
     }

@@ -109,8 +109,8 @@ impl Storage {
         ext: &str,
         body: impl Into<Body> + Send,
     ) -> Result<ObjectInfo> {
-        let key = job.input_key(kind, ext)?;
-        self.inputs.put(&key, body, PutOptions::overwrite()).await
+        self.put_input_with(job, kind, ext, body, PutOptions::overwrite())
+            .await
     }
 
     /// Uploads an input to `inputs/{tenant}/{job}/{image|audio}.{ext}` only if nothing is
@@ -123,8 +123,20 @@ impl Storage {
         ext: &str,
         body: impl Into<Body> + Send,
     ) -> Result<ObjectInfo> {
+        self.put_input_with(job, kind, ext, body, PutOptions::create_only())
+            .await
+    }
+
+    async fn put_input_with(
+        &self,
+        job: &JobRef,
+        kind: InputKind,
+        ext: &str,
+        body: impl Into<Body> + Send,
+        options: PutOptions,
+    ) -> Result<ObjectInfo> {
         let key = job.input_key(kind, ext)?;
-        self.inputs.put(&key, body, PutOptions::create_only()).await
+        self.inputs.put(&key, body, options).await
     }
 
     /// The input object at exactly `key` in the input store ([`StorageError::NotFound`] if
