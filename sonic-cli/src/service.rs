@@ -10,7 +10,8 @@
 //!
 //! Every flag also reads an environment variable: `SONIC_NATS`, `SONIC_STORE`, `SONIC_TENANT`,
 //! `SONIC_WEIGHTS`, `SONIC_DEVICE`, `SONIC_DTYPE`, `SONIC_WORKER`, `SONIC_ACK_WAIT_SECS`,
-//! `SONIC_MAX_DELIVERIES`; `SONIC_LOG` sets the worker's log level (default `info`).
+//! `SONIC_MAX_DELIVERIES`, `SONIC_METRICS`; `SONIC_LOG` sets the worker's log level (default
+//! `info`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,8 +21,8 @@ use sonic::backends::BackendChoice;
 use sonic::pipeline::{GenerationParams, Pipeline, WeightsLayout};
 use sonic::storage::{JobRef, Storage, TenantId};
 use sonic_service::{
-    CancellationToken, JobPhase, JobState, PipelineHandler, Queue, QueueConfig, UploadInput,
-    Worker, submit_job,
+    CancellationToken, JobPhase, JobState, Metrics, PipelineHandler, Queue, QueueConfig, Reaper,
+    UploadInput, Worker, submit_job,
 };
 
 use crate::demo::{self, DemoWeights};
@@ -77,7 +78,8 @@ pub struct WorkerArgs {
     /// The released checkpoints folder (layout in docs/pipeline.md).
     #[arg(long, env = "SONIC_WEIGHTS", required_unless_present = "demo")]
     weights: Option<PathBuf>,
-    /// Compute device: cpu, wgpu, wgpu:N, cuda, cuda:N or auto.
+    /// Compute device: cpu, wgpu, wgpu:N, cuda, cuda:N or auto; several separated by commas
+    /// (`cuda:0,cuda:1`) run one job per device at once, each with its own copy of the models.
     #[arg(long, env = "SONIC_DEVICE", default_value = "auto")]
     device: String,
     /// Precision of the large models: f32, f16 or bf16.
@@ -90,6 +92,10 @@ pub struct WorkerArgs {
     /// back to the queue (seconds).
     #[arg(long, default_value_t = 0)]
     grace_secs: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; port 0 picks a
+    /// free one and prints it).
+    #[arg(long, env = "SONIC_METRICS")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// Upload a job's inputs to the store and put the job on the queue.
@@ -149,7 +155,11 @@ pub struct JobsArgs {
 /// A message for a bad argument, an unreachable queue or store, or weights that do not load.
 pub async fn worker(args: WorkerArgs) -> Result<(), String> {
     init_logs();
-    let backend = BackendChoice::parse(&args.device, &args.dtype).map_err(|e| crate::report(&e))?;
+    let devices: Vec<&str> = args.device.split(',').map(str::trim).collect();
+    let backends = devices
+        .iter()
+        .map(|device| BackendChoice::parse(device, &args.dtype).map_err(|e| crate::report(&e)))
+        .collect::<Result<Vec<_>, _>>()?;
     let (layout, _demo) = if args.demo {
         let weights = DemoWeights::unpack()?;
         (weights.layout().clone(), Some(weights))
@@ -171,34 +181,113 @@ pub async fn worker(args: WorkerArgs) -> Result<(), String> {
         )
     })?;
     let queue = args.connection.queue().await?;
-    eprintln!("loading the models on {backend} ...");
-    let pipeline = tokio::task::spawn_blocking(move || {
-        Pipeline::builder(backend, storage).weights(layout).build()
-    })
-    .await
-    .map_err(|e| crate::report(&e))?
-    .map_err(|e| format!("cannot load the models: {}", crate::report(&e)))?;
     let name = args.name.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
         format!("worker-{}-{}", host.trim(), std::process::id())
     });
-    let handler = PipelineHandler::new(pipeline.clone(), &queue, name.clone());
-    let worker =
-        Worker::new(&queue, name.clone(), handler).with_grace(Duration::from_secs(args.grace_secs));
+    let metrics = Metrics::new();
     let stop = CancellationToken::new();
     let signals = stop_on_signals(stop.clone());
-    eprintln!(
-        "worker {name} takes jobs from {} ({}); Ctrl-C stops it",
-        args.connection.nats,
-        pipeline.description()
-    );
-    let stats = worker.run(stop).await;
+
+    // One worker (consumer) per device, each with its own copy of the models.
+    let mut workers = Vec::new();
+    for (index, (device, backend)) in devices.iter().zip(backends).enumerate() {
+        let worker_name = match devices.len() {
+            1 => name.clone(),
+            _ if devices[..index].contains(device) => format!("{name}/{device}#{index}"),
+            _ => format!("{name}/{device}"),
+        };
+        eprintln!("loading the models on {backend} ...");
+        let storage = storage.clone();
+        let layout = layout.clone();
+        let pipeline = tokio::task::spawn_blocking(move || {
+            Pipeline::builder(backend, storage).weights(layout).build()
+        })
+        .await
+        .map_err(|e| crate::report(&e))?
+        .map_err(|e| format!("cannot load the models: {}", crate::report(&e)))?;
+        eprintln!(
+            "worker {worker_name} takes jobs from {} ({})",
+            args.connection.nats,
+            pipeline.description()
+        );
+        let handler = PipelineHandler::new(pipeline, &queue, worker_name.clone())
+            .with_metrics(metrics.clone());
+        workers.push(
+            Worker::new(&queue, worker_name, handler)
+                .with_grace(Duration::from_secs(args.grace_secs))
+                .with_metrics(metrics.clone()),
+        );
+    }
+    let endpoint = match args.metrics {
+        Some(addr) => Some(serve_metrics(addr, metrics.clone(), stop.clone()).await?),
+        None => None,
+    };
+    // Jobs whose last delivery ran out of time (a hung or killed worker) are recorded failed.
+    let reaper = Reaper::new(&queue, Some(storage.clone()), name.clone());
+    let reaping = tokio::spawn({
+        let stop = stop.clone();
+        async move { reaper.run(stop).await }
+    });
+    eprintln!("Ctrl-C stops the worker");
+    let all =
+        futures::future::join_all(workers.iter().map(|worker| worker.run(stop.clone()))).await;
+    stop.cancel();
     signals.abort();
+    let _ = reaping.await;
+    if let Some(endpoint) = endpoint {
+        let _ = endpoint.await;
+    }
+    let (mut succeeded, mut failed, mut retried, mut handed_back) = (0, 0, 0, 0);
+    for stats in &all {
+        succeeded += stats.succeeded;
+        failed += stats.failed + stats.exhausted + stats.poison;
+        retried += stats.retried;
+        handed_back += stats.handed_back;
+    }
     eprintln!(
-        "worker {name} stopped: {} succeeded, {} failed, {} retried, {} handed back",
-        stats.succeeded, stats.failed, stats.retried, stats.handed_back
+        "worker {name} stopped: {succeeded} succeeded, {failed} failed, {retried} retried, \
+         {handed_back} handed back"
     );
     Ok(())
+}
+
+/// Serves `metrics` at `http://{addr}/metrics` until `stop`; prints the address it listens on.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    metrics: Metrics,
+    stop: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("--metrics {addr}: cannot listen: {e}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("--metrics {addr}: {e}"))?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    );
+    eprintln!("metrics: http://{bound}/metrics");
+    Ok(tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            eprintln!("the metrics endpoint stopped: {e}");
+        }
+    }))
 }
 
 /// A worker logs what it does (one line per job event) on stderr, at the level of `SONIC_LOG`
@@ -266,8 +355,15 @@ pub async fn submit(args: SubmitArgs) -> Result<(), String> {
     match state.state {
         JobPhase::Succeeded => {
             println!("video:    {}", job.video_key());
-            if let Ok(signed) = storage.sign_video(&job, Duration::from_secs(3600)).await {
-                println!("url:      {} (valid 1 h)", signed.url);
+            match storage.sign_video(&job, Duration::from_secs(3600)).await {
+                Ok(signed) => println!("url:      {} (valid 1 h)", signed.url),
+                // A folder store cannot sign links: its video is a file.
+                Err(_) => {
+                    if let Some(path) = local_file(&args.connection.store, job.video_key().as_str())
+                    {
+                        println!("file:     {}", path.display());
+                    }
+                }
             }
             Ok(())
         }
@@ -277,6 +373,17 @@ pub async fn submit(args: SubmitArgs) -> Result<(), String> {
             state.error.map(|e| format!(": {e}")).unwrap_or_default()
         )),
     }
+}
+
+/// The file behind `key` when `store` is a folder (`./sonic-data`, `file:///...`).
+fn local_file(store: &str, key: &str) -> Option<PathBuf> {
+    let root = match store.strip_prefix("file://") {
+        Some(path) => PathBuf::from(path),
+        None if !store.contains("://") => PathBuf::from(store),
+        None => return None,
+    };
+    let path = root.join(key);
+    Some(std::path::absolute(&path).unwrap_or(path))
 }
 
 /// Follows the job's board entry until it is terminal, with a progress line.

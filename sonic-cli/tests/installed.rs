@@ -228,6 +228,38 @@ fn start_render(dir: &Path, job: &str) -> std::process::Child {
     child
 }
 
+/// `sonic worker --nats URL --store STORE --demo --name NAME` in `dir`, with its temporary
+/// files under `tmp` (spawn it after adding arguments and pipes).
+fn worker_command(dir: &Path, tmp: &Path, nats: &str, store: &str, name: &str) -> Command {
+    let mut command = sonic();
+    command
+        .args([
+            "worker", "--nats", nats, "--store", store, "--demo", "--name", name,
+        ])
+        .current_dir(dir)
+        .env("TMPDIR", tmp);
+    command
+}
+
+/// Child processes that are killed when the test ends, whether it passes or panics.
+struct Children(Vec<(std::process::Child, String)>);
+
+impl Children {
+    /// Takes the last child back (to stop it in an orderly way).
+    fn take_last(&mut self) -> std::process::Child {
+        self.0.pop().expect("a child").0
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.0 {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+}
+
 /// Sends `SIG{name}` to `child`.
 #[cfg(unix)]
 fn signal(child: &std::process::Child, name: &str) {
@@ -495,23 +527,12 @@ fn a_worker_renders_what_submit_puts_on_the_queue() {
     std::fs::create_dir(&tmp).unwrap();
     let store = dir.path().join("store");
     let store_arg = store.to_str().unwrap();
-    let worker = sonic()
-        .args([
-            "worker",
-            "--nats",
-            nats.url(),
-            "--store",
-            store_arg,
-            "--demo",
-            "--name",
-            "w1",
-        ])
-        .current_dir(dir.path())
-        .env("TMPDIR", &tmp)
+    let worker = worker_command(dir.path(), &tmp, nats.url(), store_arg, "w1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let mut worker = Children(vec![(worker, "w1".into())]);
     let submit = run_in(
         dir.path(),
         &[
@@ -578,7 +599,7 @@ fn a_worker_renders_what_submit_puts_on_the_queue() {
     );
 
     // SIGTERM: the idle worker stops within its fetch wait.
-    let output = stop_within(worker, "TERM", Duration::from_secs(30));
+    let output = stop_within(worker.take_last(), "TERM", Duration::from_secs(30));
     let stderr = text(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("1 succeeded"), "{stderr}");
@@ -656,32 +677,19 @@ fn kill_nine_soak_gives_every_job_exactly_one_video() {
     }
 
     let mut spawned = 0usize;
-    let mut spawn = |slot: usize| -> Child {
+    let mut spawn = |slot: usize| -> (Child, String) {
         spawned += 1;
-        let log = std::fs::File::create(logs.join(format!("w{slot}-{spawned}.log"))).unwrap();
-        sonic()
-            .args([
-                "worker",
-                "--nats",
-                nats.url(),
-                "--store",
-                &store_arg,
-                "--demo",
-                "--name",
-                &format!("w{slot}-{spawned}"),
-                "--ack-wait-secs",
-                "3",
-                "--max-deliveries",
-                "50",
-            ])
-            .current_dir(dir.path())
-            .env("TMPDIR", &tmp)
+        let name = format!("w{slot}-{spawned}");
+        let log = std::fs::File::create(logs.join(format!("{name}.log"))).unwrap();
+        let child = worker_command(dir.path(), &tmp, nats.url(), &store_arg, &name)
+            .args(["--ack-wait-secs", "3", "--max-deliveries", "50"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap()
+            .unwrap();
+        (child, name)
     };
-    let mut workers: Vec<Child> = (0..WORKERS).map(&mut spawn).collect();
+    let mut workers = Children((0..WORKERS).map(&mut spawn).collect());
     // A small deterministic generator, seeded from the clock (the seed is in the failure text).
     let seed = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -708,11 +716,27 @@ fn kill_nine_soak_gives_every_job_exactly_one_video() {
             done
         })
     };
+    // The job a worker held when it was paused past its lease: (worker, job, attempt, where
+    // its log stood when it was resumed).
+    let holder = |queue: &Queue, name: &str| -> Option<(JobRef, u32)> {
+        runtime.block_on(async {
+            for job in &jobs {
+                if let Ok((state, _)) = queue.board().get(job).await
+                    && state.state == JobPhase::Running
+                    && state.worker.as_deref() == Some(name)
+                {
+                    return Some((job.clone(), state.attempt));
+                }
+            }
+            None
+        })
+    };
+    let mut paused: Option<(String, JobRef, u32, u64)> = None;
     let deadline = Instant::now() + Duration::from_secs(280);
-    let (mut kills, mut stopped) = (0, false);
+    let mut kills = 0;
     loop {
         let done = finished(&queue);
-        if done == JOBS && kills >= KILLS {
+        if done == JOBS && kills >= KILLS && paused.is_some() {
             break;
         }
         if Instant::now() > deadline {
@@ -743,24 +767,58 @@ fn kill_nine_soak_gives_every_job_exactly_one_video() {
         std::thread::sleep(Duration::from_millis(1200));
         if kills < KILLS {
             let slot = (next() % WORKERS as u64) as usize;
-            workers[slot].kill().unwrap(); // SIGKILL
-            workers[slot].wait().unwrap();
-            workers[slot] = spawn(slot);
+            workers.0[slot].0.kill().unwrap(); // SIGKILL
+            workers.0[slot].0.wait().unwrap();
+            workers.0[slot] = spawn(slot);
             kills += 1;
         }
-        if kills == 4 && !stopped {
-            // Paused past its lease: its job goes to another worker; resumed, it must not write.
-            let slot = (next() % WORKERS as u64) as usize;
-            signal(&workers[slot], "STOP");
-            std::thread::sleep(ACK_WAIT * 3);
-            signal(&workers[slot], "CONT");
-            stopped = true;
+        if kills >= 4 && paused.is_none() {
+            // Paused past its lease while it holds a job: the job goes to another worker;
+            // resumed, the paused one must write nothing more for it.
+            let busy = (0..WORKERS)
+                .find_map(|slot| holder(&queue, &workers.0[slot].1).map(|held| (slot, held)));
+            if let Some((slot, (job, attempt))) = busy {
+                signal(&workers.0[slot].0, "STOP");
+                let name = workers.0[slot].1.clone();
+                // Still its job once paused (it did not finish in between)?
+                let still = holder(&queue, &name).is_some_and(|(j, a)| j == job && a == attempt);
+                std::thread::sleep(ACK_WAIT * 3);
+                let log = logs.join(format!("{name}.log"));
+                let resumed_at = std::fs::metadata(&log).unwrap().len();
+                signal(&workers.0[slot].0, "CONT");
+                if still {
+                    paused = Some((name, job, attempt, resumed_at));
+                }
+            }
         }
     }
-    for worker in &mut workers {
-        worker.kill().ok();
-        worker.wait().ok();
-    }
+    // Let the resumed worker reach its next check before it is stopped.
+    std::thread::sleep(ACK_WAIT);
+    drop(workers);
+
+    // Resumed, the paused worker wrote nothing more for the job it had held: its next write
+    // (or its next lease renewal) was refused, the job finished under a later attempt.
+    let (name, held, attempt, resumed_at) = paused.expect("a worker was paused");
+    let log = std::fs::read(logs.join(format!("{name}.log"))).unwrap();
+    let after = String::from_utf8_lossy(&log[resumed_at as usize..]).into_owned();
+    let tag = format!("job={}", held.job);
+    let lines: Vec<&str> = after.lines().filter(|l| l.contains(&tag)).collect();
+    assert!(
+        lines.iter().any(|l| l.contains("late write refused")
+            || l.contains("nothing more is written")
+            || l.contains("taken over")
+            || l.contains("lease is lost")),
+        "seed {seed}: {name}, resumed, did not report losing {held} (attempt {attempt}):\n{after}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("job succeeded")),
+        "seed {seed}: {name} acknowledged {held} after losing it:\n{after}"
+    );
+    let (state, _) = runtime.block_on(queue.board().get(&held)).unwrap();
+    assert!(
+        state.attempt > attempt && state.worker.as_deref() != Some(name.as_str()),
+        "seed {seed}: {held} was finished by the paused worker: {state:?}"
+    );
 
     // Exactly one video per job, matching its succeeded manifest; redeliveries happened.
     let mut max_attempt = 0;
@@ -822,4 +880,165 @@ fn kill_nine_soak_gives_every_job_exactly_one_video() {
         2 * JOBS,
         "seed {seed}"
     );
+}
+
+/// Across processes: `sonic cancel` stops a running job (no video, `cancelled`), and a worker
+/// stopped with SIGTERM hands its running job back, which another worker finishes.
+#[cfg(unix)]
+#[test]
+#[ignore = "needs nats-server: apt-get install nats-server"]
+fn cancel_stops_a_running_job_and_sigterm_hands_one_to_another_worker() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    use sonic::storage::{JobRef, JobStatus, Storage};
+    use sonic_service::{JobPhase, JobState, Queue, QueueConfig, UploadInput, submit_job};
+
+    let nats = sonic_service::testing::NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    let store_arg = store.to_str().unwrap().to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let queue = runtime
+        .block_on(Queue::connect(nats.url(), QueueConfig::default()))
+        .unwrap();
+    let storage = Storage::open(&store_arg).unwrap();
+    let spawn = |name: &str, extra: &[&str]| {
+        worker_command(dir.path(), &tmp, nats.url(), &store_arg, name)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Long enough to act on while it denoises.
+    let submit = |id: &str| -> JobRef {
+        let job = JobRef::parse("local", id).unwrap();
+        let read = |name: &str| -> Vec<u8> {
+            std::fs::read(format!("{}/assets/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        };
+        runtime
+            .block_on(submit_job(
+                &queue,
+                &storage,
+                &job,
+                UploadInput {
+                    bytes: read("portrait.png").into(),
+                    ext: "png".into(),
+                },
+                UploadInput {
+                    bytes: read("speech.wav").into(),
+                    ext: "wav".into(),
+                },
+                serde_json::json!({
+                    "min_resolution": 64,
+                    "inference_steps": 25,
+                    "interpolation": false,
+                    "duration": 2.0,
+                    "face": {"mode": "box", "x": 18.6, "y": 12.3, "width": 27.2, "height": 33.9},
+                }),
+            ))
+            .unwrap();
+        job
+    };
+    let wait_for = |job: &JobRef, what: &str, done: &dyn Fn(&JobState) -> bool| -> JobState {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (state, _) = runtime.block_on(queue.board().get(job)).unwrap();
+            if done(&state) {
+                return state;
+            }
+            assert!(Instant::now() < deadline, "{job}: never {what}: {state:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let denoising = |worker: &'static str| {
+        move |state: &JobState| {
+            state.state == JobPhase::Running
+                && state.worker.as_deref() == Some(worker)
+                && state.stage.as_deref() == Some("denoise")
+        }
+    };
+    let mut workers = Children(vec![(spawn("a", &[]), "a".into())]);
+
+    // Cancelled while it denoises.
+    let cancelled = submit("cancel-me");
+    wait_for(&cancelled, "denoising on a", &denoising("a"));
+    let cancel = run_in(
+        dir.path(),
+        &["cancel", "--nats", nats.url(), "--job", "cancel-me"],
+    );
+    assert!(cancel.status.success(), "{}", text(&cancel.stderr));
+    assert!(text(&cancel.stdout).contains("cancellation requested"));
+    let state = wait_for(&cancelled, "finished", &|s| s.is_terminal());
+    assert_eq!(state.state, JobPhase::Cancelled, "{state:?}");
+    let manifest = runtime.block_on(storage.read_manifest(&cancelled)).unwrap();
+    assert_eq!(manifest.status, JobStatus::Cancelled, "{manifest:?}");
+    assert!(!store.join(cancelled.video_key().as_str()).exists());
+
+    // SIGTERM while it denoises: handed back at once, finished by b.
+    let handed = submit("hand-me-over");
+    wait_for(&handed, "denoising on a", &denoising("a"));
+    // b serves two devices (two consumers, one job each) and its metrics.
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    workers.0.push((
+        spawn("b", &["--device", "cpu,cpu", "--metrics", &metrics_addr]),
+        "b".into(),
+    ));
+    let a = workers.0.remove(0).0;
+    let output = stop_within(a, "TERM", Duration::from_secs(30));
+    let log = text(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("stopping: job handed back"), "{log}");
+    let state = wait_for(&handed, "finished", &|s| s.is_terminal());
+    assert_eq!(state.state, JobPhase::Succeeded, "{state:?}");
+    assert!(
+        matches!(state.worker.as_deref(), Some("b/cpu" | "b/cpu#1")),
+        "{state:?}"
+    );
+    assert_eq!(state.attempt, 2, "{state:?}");
+    let manifest = runtime.block_on(storage.read_manifest(&handed)).unwrap();
+    assert_eq!(manifest.status, JobStatus::Succeeded, "{manifest:?}");
+    let video = std::fs::read(store.join(handed.video_key().as_str())).unwrap();
+    let record = manifest.outputs.iter().find(|o| o.role == "video").unwrap();
+    assert_eq!(
+        record.sha256.unwrap().to_hex(),
+        hex::encode(Sha256::digest(&video))
+    );
+
+    // b's metrics: two devices, one redelivered job started and succeeded, nothing busy.
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&metrics_addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: {metrics_addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    for line in [
+        "sonic_devices 2",
+        "sonic_devices_busy 0",
+        "sonic_jobs_started_total 1",
+        "sonic_jobs_redelivered_total 1",
+        "sonic_jobs_finished_total{outcome=\"succeeded\"} 1",
+        "sonic_stage_seconds_count{stage=\"denoise\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line:?} in\n{metrics}");
+    }
 }

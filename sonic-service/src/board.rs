@@ -114,6 +114,22 @@ impl JobState {
         self.state.is_terminal()
     }
 
+    /// This state moved to `phase` with `error`, written now, without a lease or progress
+    /// (attempt and worker kept): how a delivery leaves the job when it ends or hands it back.
+    pub fn settled(self, phase: JobPhase, error: Option<String>) -> Self {
+        Self {
+            state: phase,
+            lease_until: None,
+            stage: None,
+            step: None,
+            total: None,
+            eta_secs: None,
+            updated_at: Utc::now(),
+            error,
+            ..self
+        }
+    }
+
     /// Sets `updated_at` to now.
     pub fn touch(&mut self) {
         self.updated_at = Utc::now();

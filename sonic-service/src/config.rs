@@ -58,6 +58,13 @@ pub struct QueueConfig {
     pub advisory_stream: Option<String>,
     /// How long the advisory stream keeps an advisory. Default 7 days.
     pub advisory_max_age: Duration,
+    /// A work-queue stream that keeps the server's own advisory for a job whose last delivery
+    /// ran out of time (its worker hung or died), on
+    /// `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}`: no worker is left to
+    /// record that failure, so a [`Reaper`](crate::Reaper) does (failed board entry and
+    /// manifest, a [`FailureAdvisory`](crate::FailureAdvisory)). Default
+    /// `Some("SONIC_EXHAUSTED")`; `None`: such jobs stay `running` on the board.
+    pub exhausted_stream: Option<String>,
     /// The JetStream KV bucket of job states ([`JobBoard`](crate::JobBoard)). Default
     /// `sonic_jobs`.
     pub board_bucket: String,
@@ -84,6 +91,7 @@ impl Default for QueueConfig {
             advisory_subject: "sonic.advisories.failed".to_owned(),
             advisory_stream: Some("SONIC_ADVISORIES".to_owned()),
             advisory_max_age: Duration::from_secs(7 * 24 * 3600),
+            exhausted_stream: Some("SONIC_EXHAUSTED".to_owned()),
             board_bucket: "sonic_jobs".to_owned(),
             board_history: 5,
             request_timeout: Duration::from_secs(5),
@@ -116,6 +124,15 @@ impl QueueConfig {
         format!("{}.>", self.subject_prefix)
     }
 
+    /// The subject of the server's advisory for a job of this queue's consumer that ran out of
+    /// deliveries.
+    pub fn max_deliveries_subject(&self) -> String {
+        format!(
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}",
+            self.stream, self.consumer
+        )
+    }
+
     /// The tenant a job subject names, if it is one of this queue's subjects.
     pub(crate) fn tenant_of_subject(&self, subject: &str) -> Option<TenantId> {
         let token = subject
@@ -141,6 +158,15 @@ impl QueueConfig {
             check_name("advisory_stream", stream)?;
             if stream == &self.stream {
                 return refuse("advisory_stream", "must differ from `stream`");
+            }
+        }
+        if let Some(stream) = &self.exhausted_stream {
+            check_name("exhausted_stream", stream)?;
+            if stream == &self.stream || Some(stream) == self.advisory_stream.as_ref() {
+                return refuse(
+                    "exhausted_stream",
+                    "must differ from `stream` and `advisory_stream`",
+                );
             }
         }
         if self.board_bucket.is_empty()

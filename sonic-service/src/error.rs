@@ -124,15 +124,16 @@ pub enum ServiceError {
         job: JobRef,
     },
 
-    /// [`Lease::renew`](crate::Lease::renew) was called after the lease ran out: the queue may
-    /// have handed the job to another worker already, so this attempt should stop.
-    #[error("job {job}: lease of attempt {attempt} expired at {expired_at}")]
+    /// [`Lease::renew`](crate::Lease::renew) was called after the lease ran out, or after the
+    /// worker settled the delivery or handed it back: the queue may have handed the job to
+    /// another worker already, so this attempt should stop.
+    #[error("job {job}: the lease of attempt {attempt} is over (since {expired_at})")]
     LeaseExpired {
         /// The job.
         job: JobRef,
         /// The attempt that held the lease.
         attempt: u32,
-        /// When it ran out (local estimate, never later than the server's).
+        /// When it ran out (local estimate, never later than the server's) or was released.
         expired_at: chrono::DateTime<chrono::Utc>,
     },
 }

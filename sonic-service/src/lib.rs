@@ -35,9 +35,15 @@
 //! may land on a newer delivery. So the *store* decides which attempt wins: handlers write the
 //! job's record with compare-and-set ([`JobBoard::update`]) and its video create-only.
 //!
-//! A job whose last allowed delivery times out (its worker hung or died) is not redelivered
-//! and gets no advisory from this crate; the server publishes
-//! `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}` for it.
+//! A job whose last allowed delivery times out (its worker hung or died) is not redelivered;
+//! the server publishes `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}` for it,
+//! and a [`Reaper`] (run one in every worker process) records it failed and publishes its
+//! [`FailureAdvisory`].
+//!
+//! Writes are fenced: [`PipelineHandler`] asks, before each manifest write and the video
+//! upload, that its lease still holds ([`Lease::keep_alive`]) and that the board still names
+//! it, so a worker paused past its lease writes nothing when it resumes. [`Metrics`] counts
+//! what the workers of a process do, in Prometheus' text format.
 //!
 //! Rolling upgrades: a worker terminates a message of a schema version it does not read (as
 //! poison), so upgrade workers before submitters.
@@ -51,7 +57,9 @@ mod board;
 mod config;
 mod error;
 mod message;
+pub mod metrics;
 mod queue;
+mod reaper;
 mod render;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -61,7 +69,9 @@ pub use board::{JobBoard, JobEntry, JobPhase, JobState};
 pub use config::QueueConfig;
 pub use error::{BoxError, Result, ServiceError};
 pub use message::{InputRef, InputUrl, JobInputs, JobMessage, MAX_URL_LEN, SCHEMA_VERSION};
+pub use metrics::Metrics;
 pub use queue::{Queue, Submitted, Submitter};
+pub use reaper::{Reaped, Reaper};
 pub use render::{PipelineHandler, Submission, UploadInput, record_failure, submit_job};
 pub use worker::{
     AdvisoryKind, Disposition, FailureAdvisory, JobDelivery, JobError, JobHandler, JobOutcome,

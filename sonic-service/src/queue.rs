@@ -108,6 +108,27 @@ impl Queue {
                 })?;
         }
 
+        if let Some(exhausted) = &config.exhausted_stream {
+            jetstream
+                .create_or_update_stream(stream::Config {
+                    name: exhausted.clone(),
+                    description: Some(
+                        "the server's advisories for sonic jobs that ran out of deliveries"
+                            .to_owned(),
+                    ),
+                    subjects: vec![config.max_deliveries_subject()],
+                    retention: stream::RetentionPolicy::WorkQueue,
+                    storage: config.storage,
+                    num_replicas: config.replicas,
+                    max_age: config.advisory_max_age,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|err| {
+                    ServiceError::nats(format!("create or update stream {exhausted}"), err)
+                })?;
+        }
+
         let consumer = jetstream
             .create_consumer_on_stream(
                 consumer::pull::Config {

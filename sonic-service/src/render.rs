@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use sonic::pipeline::{
     CancellationToken as RenderCancel, Claim, GenerationParams, JobControl, JobInputs as KeyInputs,
-    JobRequest, Pipeline, PipelineError, Progress,
+    JobRequest, Pipeline, PipelineError, Progress, WriteGuardFuture, WritePoint,
 };
 use sonic::storage::{
     InputKind, JobFailure, JobManifest, JobStatus, ObjectStorageExt, Storage, StorageError,
@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use crate::board::{JobBoard, JobPhase, JobState};
 use crate::error::{Result, ServiceError};
 use crate::message::{InputRef, JobMessage};
+use crate::metrics::Metrics;
 use crate::queue::{Queue, Submitted};
 use crate::worker::{JobDelivery, JobError, JobHandler, Lease};
 use crate::{JobRef, ObjectKey};
@@ -51,6 +52,7 @@ pub struct PipelineHandler {
     pipeline: Pipeline,
     board: JobBoard,
     worker: String,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for PipelineHandler {
@@ -70,7 +72,20 @@ impl PipelineHandler {
             pipeline,
             board: queue.board().clone(),
             worker: worker.into(),
+            metrics: Metrics::new(),
         }
+    }
+
+    /// Counts takeovers, refused late writes and seconds per stage into `metrics` (share it
+    /// with the [`Worker`](crate::Worker)s of the process).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The pipeline.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
     }
 
     /// Writes `state` over the entry at `revision`; on `Stale` re-reads once and applies
@@ -95,6 +110,55 @@ impl PipelineHandler {
                 self.board.update(job, &merged, revision).await
             }
             other => other,
+        }
+    }
+
+    /// The pipeline's [`WriteGuard`](sonic::pipeline::WriteGuard): before each manifest write
+    /// and the video upload, the lease is renewed (refused once it ran out) and the board must
+    /// still name this worker and attempt. A worker paused past its lease and resumed is
+    /// refused here, before it writes anything.
+    fn write_guard(
+        &self,
+        job: &JobRef,
+        attempt: u32,
+        lease: &Lease,
+    ) -> impl Fn(WritePoint) -> WriteGuardFuture + Send + Sync + 'static {
+        let (board, worker, job, lease, metrics) = (
+            self.board.clone(),
+            self.worker.clone(),
+            job.clone(),
+            lease.clone(),
+            self.metrics.clone(),
+        );
+        move |_point| {
+            let (board, worker, job, lease, metrics) = (
+                board.clone(),
+                worker.clone(),
+                job.clone(),
+                lease.clone(),
+                metrics.clone(),
+            );
+            Box::pin(async move {
+                let refused = |reason: String| {
+                    metrics.late_write_refused();
+                    reason
+                };
+                lease
+                    .keep_alive()
+                    .await
+                    .map_err(|e| refused(e.to_string()))?;
+                let (current, _) = board.get(&job).await.map_err(|e| refused(e.to_string()))?;
+                if current.worker.as_deref() != Some(worker.as_str()) || current.attempt != attempt
+                {
+                    return Err(refused(format!(
+                        "the job board gives job {job} to {} (attempt {}), not to {worker} \
+                         (attempt {attempt})",
+                        current.worker.as_deref().unwrap_or("nobody"),
+                        current.attempt
+                    )));
+                }
+                Ok(())
+            })
         }
     }
 
@@ -134,6 +198,11 @@ impl PipelineHandler {
             return Ok(Taken::HeldElsewhere {
                 worker: state.worker.unwrap_or_default(),
             });
+        }
+        if state.state == JobPhase::Running && state.worker.as_deref() != Some(self.worker.as_str())
+        {
+            tracing::info!(%job, from = ?state.worker, previous_attempt = state.attempt, "taking over a job whose lease ran out");
+            self.metrics.taken_over();
         }
         let running = JobState {
             state: JobPhase::Running,
@@ -227,13 +296,7 @@ impl JobHandler for PipelineHandler {
             complete_from_video(storage, &job, attempt)
                 .await
                 .map_err(JobError::transient)?;
-            let done = JobState {
-                state: JobPhase::Succeeded,
-                lease_until: None,
-                stage: None,
-                updated_at: Utc::now(),
-                ..running
-            };
+            let done = running.settled(JobPhase::Succeeded, None);
             self.settle(&job, done, revision)
                 .await
                 .map_err(JobError::transient)?;
@@ -260,7 +323,8 @@ impl JobHandler for PipelineHandler {
                 let _ = tx.send(*p);
             })
             .with_cancel(cancel.clone())
-            .with_fence(fence.clone());
+            .with_fence(fence.clone())
+            .with_write_guard(self.write_guard(&job, attempt, lease));
         let request = JobRequest::new(job.clone(), params)
             .with_inputs(inputs)
             .with_claim(claim);
@@ -279,7 +343,8 @@ impl JobHandler for PipelineHandler {
                         continue;
                     }
                     last = Instant::now();
-                    if lease.renew().await.is_err() {
+                    if let Err(e) = lease.keep_alive().await {
+                        tracing::warn!(%job, error = %e, "the lease is lost: stopping, writing nothing more");
                         fence.store(true, Ordering::SeqCst);
                         cancel.cancel();
                         continue;
@@ -321,19 +386,10 @@ impl JobHandler for PipelineHandler {
         };
         let (result, revision) =
             tokio::join!(self.pipeline.generate_with(&request, control), watcher);
-        let finished = |phase, error: Option<String>| JobState {
-            state: phase,
-            lease_until: None,
-            stage: None,
-            step: None,
-            total: None,
-            eta_secs: None,
-            updated_at: Utc::now(),
-            error,
-            ..running.clone()
-        };
+        let finished = |phase, error: Option<String>| running.clone().settled(phase, error);
         match result {
-            Ok(_) => {
+            Ok(outcome) => {
+                self.metrics.stage_timings(&outcome.manifest.timings);
                 self.settle(&job, finished(JobPhase::Succeeded, None), revision)
                     .await
                     .map_err(JobError::transient)?;
@@ -370,6 +426,39 @@ impl JobHandler for PipelineHandler {
                     )
                     .await;
                 Err(JobError::permanent(e))
+            }
+        }
+    }
+
+    /// A stopping worker handed the job back: its board entry goes back to `queued` (if this
+    /// delivery still holds it), so the next worker takes it at once instead of waiting for
+    /// this lease to run out.
+    async fn handed_back(&self, delivery: &JobDelivery, _lease: &Lease) {
+        let job = delivery.job();
+        for _ in 0..3 {
+            let Ok((state, revision)) = self.board.get(&job).await else {
+                return;
+            };
+            if state.state != JobPhase::Running
+                || state.worker.as_deref() != Some(self.worker.as_str())
+                || state.attempt != delivery.attempt()
+            {
+                return;
+            }
+            let queued = JobState {
+                worker: None,
+                ..state.settled(JobPhase::Queued, None)
+            };
+            match self.board.update(&job, &queued, revision).await {
+                Err(ServiceError::Stale { .. }) => continue,
+                Err(e) => {
+                    tracing::warn!(%job, error = %e, "cannot release the job on the board");
+                    return;
+                }
+                Ok(_) => {
+                    tracing::info!(%job, "released on the board for the next worker");
+                    return;
+                }
             }
         }
     }

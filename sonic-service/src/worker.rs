@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use crate::error::{BoxError, Result, ServiceError};
 use crate::message::{JobMessage, SCHEMA_VERSION};
+use crate::metrics::Metrics;
 use crate::queue::Queue;
 
 /// The longest pause between retries after the loop itself fails (fetch or acknowledgement).
@@ -92,7 +93,9 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 /// [`Lease::stopping`] to finish early when the worker is asked to stop. If the worker stops
 /// with the job in hand and the grace period runs out, the handler's future is dropped: work it
 /// spawned elsewhere is not stopped by that, and must not commit results without checking the
-/// job store.
+/// job store: from the hand-back on, [`Lease::renew`] refuses. Then
+/// [`handed_back`](JobHandler::handed_back) is called, so the handler can release the job's
+/// record for the next worker.
 pub trait JobHandler: Send + Sync {
     /// Runs one delivery of a job.
     fn run(
@@ -100,6 +103,17 @@ pub trait JobHandler: Send + Sync {
         delivery: &JobDelivery,
         lease: &Lease,
     ) -> impl Future<Output = Result<(), JobError>> + Send;
+
+    /// Called after a stopping worker handed this delivery back to the queue (the lease is
+    /// released; another worker may have it already). Default: nothing.
+    fn handed_back(
+        &self,
+        delivery: &JobDelivery,
+        lease: &Lease,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (delivery, lease);
+        async {}
+    }
 }
 
 impl<H: JobHandler> JobHandler for Arc<H> {
@@ -109,6 +123,14 @@ impl<H: JobHandler> JobHandler for Arc<H> {
         lease: &Lease,
     ) -> impl Future<Output = Result<(), JobError>> + Send {
         (**self).run(delivery, lease)
+    }
+
+    fn handed_back(
+        &self,
+        delivery: &JobDelivery,
+        lease: &Lease,
+    ) -> impl Future<Output = ()> + Send {
+        (**self).handed_back(delivery, lease)
     }
 }
 
@@ -182,6 +204,8 @@ struct LeaseInner {
     /// The lease's end: monotonic (for checks) and wall clock (for job records).
     expires: Mutex<(Instant, DateTime<Utc>)>,
     stopping: CancellationToken,
+    /// Set once the delivery is settled or handed back: no renewal after that.
+    released: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for Lease {
@@ -219,6 +243,7 @@ impl Lease {
                 ack_wait,
                 expires: Mutex::new(expires),
                 stopping,
+                released: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -238,11 +263,15 @@ impl Lease {
     pub async fn renew(&self) -> Result<DateTime<Utc>> {
         let (deadline, expired_at) = self.expires();
         let sent = Instant::now();
-        if sent >= deadline {
+        if sent >= deadline || self.is_released() {
             return Err(ServiceError::LeaseExpired {
                 job: self.inner.job.clone(),
                 attempt: self.inner.attempt,
-                expired_at,
+                expired_at: if sent >= deadline {
+                    expired_at
+                } else {
+                    Utc::now()
+                },
             });
         }
         let wall = wall_clock_after(self.inner.ack_wait);
@@ -263,10 +292,38 @@ impl Lease {
         Ok(renewed.1)
     }
 
+    /// Renews the lease if a quarter of the ack wait has passed since it was last renewed;
+    /// otherwise only checks it (refused, like [`Lease::renew`], once it ran out or was
+    /// released). Returns its end. Cheap enough to call on every progress report.
+    pub async fn keep_alive(&self) -> Result<DateTime<Utc>> {
+        let (deadline, expired_at) = self.expires();
+        let now = Instant::now();
+        if now >= deadline || self.is_released() {
+            return self.renew().await;
+        }
+        if deadline.saturating_duration_since(now) > self.inner.ack_wait.mul_f64(0.75) {
+            return Ok(expired_at);
+        }
+        self.renew().await
+    }
+
     /// When the lease runs out unless renewed (a local estimate, never later than the
     /// server's): the `lease_until` of the job's board entry.
     pub fn expires_at(&self) -> DateTime<Utc> {
         self.expires().1
+    }
+
+    /// `true` once the worker settled the delivery or handed it back: renewals are refused.
+    pub fn is_released(&self) -> bool {
+        self.inner
+            .released
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn release(&self) {
+        self.inner
+            .released
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// `true` once the lease has run out.
@@ -294,6 +351,61 @@ impl Lease {
     pub fn stopping(&self) -> &CancellationToken {
         &self.inner.stopping
     }
+}
+
+/// Fetches at most one message from `consumer`, waiting up to `wait`; `what` names the
+/// operation in errors.
+pub(crate) async fn fetch_one(
+    consumer: &jetstream::consumer::PullConsumer,
+    wait: Duration,
+    what: &str,
+) -> Result<Option<jetstream::Message>> {
+    let mut batch = consumer
+        .batch()
+        .max_messages(1)
+        .expires(wait)
+        .messages()
+        .await
+        .map_err(|err| ServiceError::nats(what, err))?;
+    match batch.next().await {
+        None => Ok(None),
+        Some(Err(err)) => Err(ServiceError::nats(what, err)),
+        Some(Ok(message)) => Ok(Some(message)),
+    }
+}
+
+/// Publishes `advisory` on the queue's advisory subject; with an advisory stream, returns once
+/// the stream stored it (deduplicated by the job message's stream sequence).
+pub(crate) async fn store_advisory(queue: &Queue, advisory: &FailureAdvisory) -> Result<()> {
+    let config = queue.config();
+    let payload = serde_json::to_vec(advisory).map_err(|source| ServiceError::Malformed {
+        what: "failure advisory",
+        source,
+    })?;
+    let operation = || format!("publish an advisory on {}", config.advisory_subject);
+    if config.advisory_stream.is_some() {
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(payload.into())
+            .message_id(format!("{}/{}", config.stream, advisory.stream_sequence));
+        queue
+            .jetstream()
+            .send_publish(config.advisory_subject.clone(), publish)
+            .await
+            .map_err(|err| ServiceError::nats(operation(), err))?
+            .await
+            .map_err(|err| ServiceError::nats(operation(), err))?;
+    } else {
+        let client = queue.client();
+        client
+            .publish(config.advisory_subject.clone(), payload.into())
+            .await
+            .map_err(|err| ServiceError::nats(operation(), err))?;
+        client
+            .flush()
+            .await
+            .map_err(|err| ServiceError::nats(operation(), err))?;
+    }
+    Ok(())
 }
 
 /// Why a job was given up, in a [`FailureAdvisory`].
@@ -456,6 +568,7 @@ pub struct Worker<H> {
     handler: H,
     name: String,
     grace: Duration,
+    metrics: Option<Metrics>,
 }
 
 impl<H> fmt::Debug for Worker<H> {
@@ -483,7 +596,15 @@ impl<H: JobHandler> Worker<H> {
             handler,
             name: name.into(),
             grace: Duration::ZERO,
+            metrics: None,
         }
+    }
+
+    /// Counts what this worker does into `metrics` (one more device).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        metrics.add_device();
+        self.metrics = Some(metrics);
+        self
     }
 
     /// How long a stopping worker lets the job in hand run before it hands it back.
@@ -543,22 +664,11 @@ impl<H: JobHandler> Worker<H> {
             return Ok(None);
         }
         let config = self.queue.config();
-        let fetch = || format!("fetch a job from consumer {}", config.consumer);
-        let mut batch = self
-            .queue
-            .consumer()
-            .batch()
-            .max_messages(1)
-            .expires(config.fetch_wait)
-            .messages()
-            .await
-            .map_err(|err| ServiceError::nats(fetch(), err))?;
-        let message = match batch.next().await {
-            None => return Ok(None),
-            Some(Err(err)) => return Err(ServiceError::nats(fetch(), err)),
-            Some(Ok(message)) => message,
+        let what = format!("fetch a job from consumer {}", config.consumer);
+        let Some(message) = fetch_one(self.queue.consumer(), config.fetch_wait, &what).await?
+        else {
+            return Ok(None);
         };
-        drop(batch);
         self.handle(message, shutdown).await.map(Some)
     }
 
@@ -613,6 +723,9 @@ impl<H: JobHandler> Worker<H> {
                 .instrument(span.clone())
                 .await?;
             span.in_scope(|| tracing::info!("stopping: job handed back before it started"));
+            if let Some(metrics) = &self.metrics {
+                metrics.delivery_settled(&Disposition::HandedBack);
+            }
             return Ok(outcome(Disposition::HandedBack));
         }
 
@@ -634,6 +747,11 @@ impl<H: JobHandler> Worker<H> {
         span.in_scope(|| {
             tracing::info!(redelivery = delivery.is_redelivery(), "job started");
         });
+        let started = std::time::Instant::now();
+        let _busy = self
+            .metrics
+            .as_ref()
+            .map(|metrics| metrics.job_started(attempt));
 
         let grace = self.grace;
         let result = {
@@ -684,9 +802,23 @@ impl<H: JobHandler> Worker<H> {
                 }
             }
         };
-        self.settle(&message, &job, settle)
+        // Whatever the handler left running may not renew (nor, through its write checks,
+        // write) from here on.
+        lease.release();
+        let settled = self
+            .settle(&message, &job, settle)
             .instrument(span.clone())
-            .await?;
+            .await;
+        if disposition == Disposition::HandedBack && settled.is_ok() {
+            self.handler
+                .handed_back(&delivery, &lease)
+                .instrument(span.clone())
+                .await;
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.job_settled(&disposition, started.elapsed());
+        }
+        settled?;
         span.in_scope(|| match &disposition {
             Disposition::Succeeded => tracing::info!("job succeeded"),
             Disposition::Failed { error } => tracing::warn!(%error, "job failed for good"),
@@ -754,38 +886,7 @@ impl<H: JobHandler> Worker<H> {
         attempt: u32,
     ) -> Result<()> {
         let config = self.queue.config();
-        let result = async {
-            let payload =
-                serde_json::to_vec(advisory).map_err(|source| ServiceError::Malformed {
-                    what: "failure advisory",
-                    source,
-                })?;
-            let operation = || format!("publish an advisory on {}", config.advisory_subject);
-            if config.advisory_stream.is_some() {
-                let publish = jetstream::message::PublishMessage::build()
-                    .payload(payload.into())
-                    .message_id(format!("{}/{}", config.stream, advisory.stream_sequence));
-                self.queue
-                    .jetstream()
-                    .send_publish(config.advisory_subject.clone(), publish)
-                    .await
-                    .map_err(|err| ServiceError::nats(operation(), err))?
-                    .await
-                    .map_err(|err| ServiceError::nats(operation(), err))?;
-            } else {
-                let client = self.queue.client();
-                client
-                    .publish(config.advisory_subject.clone(), payload.into())
-                    .await
-                    .map_err(|err| ServiceError::nats(operation(), err))?;
-                client
-                    .flush()
-                    .await
-                    .map_err(|err| ServiceError::nats(operation(), err))?;
-            }
-            Ok(())
-        }
-        .await;
+        let result = store_advisory(&self.queue, advisory).await;
         if let Err(err) = result {
             let (settle, what) = if attempt < config.max_deliveries {
                 (
@@ -854,6 +955,11 @@ impl<H: JobHandler> Worker<H> {
             .instrument(span)
             .await
             .map_err(|err| ServiceError::nats(format!("terminate poison message {shown}"), err))?;
+        if let Some(metrics) = &self.metrics {
+            metrics.delivery_settled(&Disposition::Poison {
+                reason: String::new(),
+            });
+        }
         Ok(JobOutcome {
             job: named,
             stream_sequence,

@@ -8,6 +8,7 @@ use std::time::Duration;
 #[cfg(feature = "_http")]
 use object_store::{ClientOptions, RetryConfig};
 
+use crate::credentials::CredentialsFile;
 use crate::error::{Result, StorageError};
 
 /// The default store: a `sonic-data` directory in the working directory.
@@ -120,6 +121,14 @@ impl fmt::Debug for Credentials {
 
 /// Settings for `s3://` and `oss://` stores. Unset fields come from the environment (see
 /// `docs/storage.md`): `AWS_*` variables for S3, `OSS_*` (or `ALIBABA_CLOUD_*`) for OSS.
+///
+/// Credentials, first found wins: [`credentials`](Self::credentials), then
+/// [`credentials_file`](Self::credentials_file), then the file named by
+/// [`S3_CREDENTIALS_FILE_ENV`](crate::S3_CREDENTIALS_FILE_ENV) (`s3://`) or
+/// [`OSS_CREDENTIALS_FILE_ENV`](crate::OSS_CREDENTIALS_FILE_ENV) (`oss://`), then the
+/// environment (for S3 object_store's chain: `AWS_ACCESS_KEY_ID`..., web identity, container
+/// and instance credentials, the last three refreshed before they expire; for OSS the `OSS_*`
+/// variables). Setting both fields is refused when the store is opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct S3Options {
@@ -132,8 +141,12 @@ pub struct S3Options {
     pub region: Option<String>,
     /// Path or virtual-hosted style.
     pub addressing: Addressing,
-    /// Explicit credentials; `None` reads them from the environment.
+    /// Explicit credentials, used as they are for the store's lifetime; `None` reads them from
+    /// the credentials file or the environment.
     pub credentials: Option<Credentials>,
+    /// A file of credentials that expire (STS), re-read while the store is in use (see
+    /// [`CredentialsFile`]); URL parameter `credentials_file`.
+    pub credentials_file: Option<CredentialsFile>,
 }
 
 /// The default connect timeout of remote stores.
@@ -393,8 +406,9 @@ impl StoreConfig {
     /// | `gs://bucket/prefix` | Google Cloud Storage (feature `gcp`) |
     /// | `az://container/prefix` | Azure Blob Storage (feature `azure`) |
     ///
-    /// `s3://` and `oss://` URLs take the query parameters `endpoint`, `region` and
-    /// `addressing` (`path` or `virtual`); any other parameter is refused.
+    /// `s3://` and `oss://` URLs take the query parameters `endpoint`, `region`,
+    /// `addressing` (`path` or `virtual`) and `credentials_file` (a path, see
+    /// [`CredentialsFile`]); any other parameter is refused.
     pub fn from_url(url: &str) -> Result<Self> {
         let invalid = |reason: String| StorageError::InvalidConfig {
             url: url.to_owned(),
@@ -468,6 +482,12 @@ impl StoreConfig {
                 match (&*name, s3_like) {
                     ("endpoint", true) => config.s3.endpoint = Some(value.into_owned()),
                     ("region", true) => config.s3.region = Some(value.into_owned()),
+                    ("credentials_file", true) => {
+                        if value.is_empty() {
+                            return Err(invalid("`credentials_file` is empty".into()));
+                        }
+                        config.s3.credentials_file = Some(CredentialsFile::new(&*value));
+                    }
                     ("addressing", true) => {
                         config.s3.addressing = match &*value {
                             "path" => Addressing::Path,
@@ -507,9 +527,32 @@ impl StoreConfig {
         self
     }
 
-    /// Sets explicit credentials instead of reading the environment.
+    /// Sets explicit credentials instead of reading the environment (and drops a credentials
+    /// file set before).
     pub fn with_credentials(mut self, credentials: Credentials) -> Self {
         self.s3.credentials = Some(credentials);
+        self.s3.credentials_file = None;
+        self
+    }
+
+    /// Reads credentials from a file that is re-read while the store is in use (a path, or a
+    /// [`CredentialsFile`] with its refresh settings), and drops explicit credentials set
+    /// before.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use sonic_storage::{CredentialsFile, StoreConfig};
+    /// let config = StoreConfig::from_url("s3://sonic-outputs")?
+    ///     .with_credentials_file("/run/secrets/s3-credentials.json");
+    /// let config = StoreConfig::from_url("s3://sonic-outputs")?.with_credentials_file(
+    ///     CredentialsFile::new("/run/secrets/s3-credentials.json")
+    ///         .with_check_interval(Duration::from_secs(1)),
+    /// );
+    /// # Ok::<(), sonic_storage::StorageError>(())
+    /// ```
+    pub fn with_credentials_file(mut self, file: impl Into<CredentialsFile>) -> Self {
+        self.s3.credentials_file = Some(file.into());
+        self.s3.credentials = None;
         self
     }
 
@@ -693,6 +736,37 @@ mod tests {
     }
 
     #[test]
+    fn credentials_file_from_the_url_and_the_builder() {
+        let config =
+            StoreConfig::from_url("s3://b/p?credentials_file=/run/secrets/s3%20sts.json").unwrap();
+        assert_eq!(
+            config.s3.credentials_file,
+            Some(CredentialsFile::new("/run/secrets/s3 sts.json"))
+        );
+        assert_eq!(config.display_url(), "s3://b/p");
+        let oss =
+            StoreConfig::from_url("oss://b?region=cn-beijing&credentials_file=/c.json").unwrap();
+        assert_eq!(
+            oss.s3.credentials_file,
+            Some(CredentialsFile::new("/c.json"))
+        );
+
+        // The last of the two builder calls wins.
+        let file = config
+            .clone()
+            .with_credentials(Credentials::new("A", "S"))
+            .with_credentials_file("/f.json");
+        assert_eq!(file.s3.credentials, None);
+        assert_eq!(
+            file.s3.credentials_file,
+            Some(CredentialsFile::new("/f.json"))
+        );
+        let explicit = file.with_credentials(Credentials::new("A", "S"));
+        assert_eq!(explicit.s3.credentials_file, None);
+        assert!(explicit.s3.credentials.is_some());
+    }
+
+    #[test]
     fn refuses_bad_urls() {
         for bad in [
             "",
@@ -703,6 +777,8 @@ mod tests {
             "s3://b?endpoint=x&bogus=1",
             "s3://b?addressing=sideways",
             "memory://?endpoint=x",
+            "memory://?credentials_file=/c.json",
+            "s3://b?credentials_file=",
             "file://relative/path",
         ] {
             assert!(

@@ -255,6 +255,21 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// A credentials file ([`CredentialsFile`](crate::CredentialsFile)) could not be used: it
+    /// is missing, unreadable or malformed when the store is opened, or later, once the
+    /// credentials read from it before have expired. Names the file, never its secrets; the I/O
+    /// or JSON error is the source.
+    #[error("credentials file `{}` {reason}", path.display())]
+    CredentialsFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it (`does not exist`, `is not a JSON object of credentials`,
+        /// `has no access key id ...`).
+        reason: String,
+        /// The I/O or JSON error, if any.
+        #[source]
+        source: Option<Box<dyn StdError + Send + Sync>>,
+    },
     /// A manifest could not be encoded, or the object at its key is not a valid manifest.
     #[error("manifest `{key}` is not a valid job manifest")]
     Manifest {
@@ -310,6 +325,21 @@ impl StorageError {
         source: object_store::Error,
         limits: &TimeoutLimits,
     ) -> Self {
+        // A credentials file that failed once its credentials had expired: the provider's error,
+        // passed through unchanged by object_store.
+        let source = match source {
+            object_store::Error::Generic {
+                store: name,
+                source,
+            } => match source.downcast::<crate::credentials::FileError>() {
+                Ok(error) => return (*error).into(),
+                Err(source) => object_store::Error::Generic {
+                    store: name,
+                    source,
+                },
+            },
+            other => other,
+        };
         let (store, key) = (store.to_owned(), key.to_owned());
         let boxed = |source| Box::new(source);
         match source {

@@ -67,6 +67,17 @@
 //! - `azure`: `az://` stores.
 //! - `integration`: the conformance suite as public functions (`sonic_storage::integration`), to run against
 //!   your own stores from your tests.
+//! - `testing`: an in-process S3 server for tests (`sonic_storage::testing::S3Server`: s3s over a
+//!   temporary directory, SigV4 checked, credentials that can be rotated and revoked mid-run).
+//!
+//! ## Credentials that expire
+//!
+//! S3 and OSS stores can take their credentials from a JSON file that a sidecar rewrites
+//! ([`CredentialsFile`]: `StoreConfig::with_credentials_file`, the URL parameter
+//! `credentials_file`, or the environment variables [`S3_CREDENTIALS_FILE_ENV`] and
+//! [`OSS_CREDENTIALS_FILE_ENV`]); the store re-reads it when it changes and before its
+//! credentials expire, without being reopened. Without one, `s3://` stores use object_store's
+//! environment chain, whose web identity, container and instance credentials refresh too.
 //!
 //! HTTP stores use `reqwest` with `rustls` on the `ring` crypto provider (no C toolchain for
 //! aws-lc). Building a store installs `ring` as the process-wide rustls provider unless another
@@ -80,6 +91,7 @@ mod body;
 mod bucket;
 mod config;
 mod content_type;
+mod credentials;
 mod error;
 mod ids;
 #[cfg(feature = "integration")]
@@ -93,6 +105,8 @@ mod remote;
 mod retention;
 mod storage;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use body::{Body, UploadStream};
 pub use bucket::Bucket;
@@ -104,6 +118,12 @@ pub use config::{
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RETRIES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_TIMEOUT,
     TransportOptions,
+};
+#[cfg(feature = "s3")]
+pub use credentials::FileCredentialProvider;
+pub use credentials::{
+    CredentialsFile, DEFAULT_CREDENTIALS_CHECK_INTERVAL, DEFAULT_CREDENTIALS_REFRESH_MARGIN,
+    OSS_CREDENTIALS_FILE_ENV, S3_CREDENTIALS_FILE_ENV,
 };
 pub use error::{IdKind, InvalidReason, Result, StorageError, TimeoutKind};
 pub use ids::{JobId, JobRef, MAX_ID_LEN, TenantId};

@@ -47,6 +47,28 @@ fn build_error(config: &StoreConfig, source: object_store::Error) -> StorageErro
     }
 }
 
+/// The credentials file of an S3 (or with `oss` an OSS) store: none with explicit credentials,
+/// else the configured one, else the one the environment (`env`) names.
+#[cfg(feature = "s3")]
+fn credentials_file(
+    s3: &crate::S3Options,
+    oss: bool,
+    env: impl Fn(&str) -> Option<String>,
+) -> Option<crate::CredentialsFile> {
+    let variable = if oss {
+        crate::OSS_CREDENTIALS_FILE_ENV
+    } else {
+        crate::S3_CREDENTIALS_FILE_ENV
+    };
+    match &s3.credentials {
+        Some(_) => None,
+        None => s3
+            .credentials_file
+            .clone()
+            .or_else(|| env(variable).map(crate::CredentialsFile::new)),
+    }
+}
+
 /// An `s3://` store, or with `oss` an Aliyun OSS store through its S3-compatible API.
 #[cfg(feature = "s3")]
 pub(crate) fn s3(
@@ -155,38 +177,54 @@ pub(crate) fn s3(
         builder = builder.with_endpoint(endpoint);
     }
 
-    let credentials = s3.credentials.clone().or_else(|| {
-        oss.then(|| {
-            let id = env_first(&["OSS_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_ID"])?;
-            let secret = env_first(&["OSS_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_ACCESS_KEY_SECRET"])?;
-            let token = env_first(&["OSS_SESSION_TOKEN", "ALIBABA_CLOUD_SECURITY_TOKEN"]);
-            let credentials = crate::Credentials::new(id, secret);
-            Some(match token {
-                Some(token) => credentials.with_session_token(token),
-                None => credentials,
+    // Credentials, first found wins: explicit, the credentials file (configured, then named by
+    // the environment), then the environment (OSS variables, or object_store's AWS chain).
+    if s3.credentials.is_some() && s3.credentials_file.is_some() {
+        return Err(invalid(
+            config,
+            "both explicit credentials and a credentials file are set; keep one",
+        ));
+    }
+    if let Some(file) = credentials_file(s3, oss, |name| env_first(&[name])) {
+        let provider = crate::FileCredentialProvider::new(file)?;
+        builder = builder.with_credentials(Arc::new(provider));
+    } else {
+        let credentials = s3.credentials.clone().or_else(|| {
+            oss.then(|| {
+                let id = env_first(&["OSS_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_ID"])?;
+                let secret =
+                    env_first(&["OSS_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_ACCESS_KEY_SECRET"])?;
+                let token = env_first(&["OSS_SESSION_TOKEN", "ALIBABA_CLOUD_SECURITY_TOKEN"]);
+                let credentials = crate::Credentials::new(id, secret);
+                Some(match token {
+                    Some(token) => credentials.with_session_token(token),
+                    None => credentials,
+                })
             })
-        })
-        .flatten()
-    });
-    match credentials {
-        Some(c) => {
-            builder = builder
-                .with_access_key_id(c.access_key_id)
-                .with_secret_access_key(c.secret_access_key);
-            if let Some(token) = c.session_token {
-                builder = builder.with_token(token);
+            .flatten()
+        });
+        match credentials {
+            Some(c) => {
+                builder = builder
+                    .with_access_key_id(c.access_key_id)
+                    .with_secret_access_key(c.secret_access_key);
+                if let Some(token) = c.session_token {
+                    builder = builder.with_token(token);
+                }
             }
+            None if oss => {
+                return Err(invalid(
+                    config,
+                    "no OSS credentials: set OSS_ACCESS_KEY_ID and OSS_ACCESS_KEY_SECRET (plus \
+                     OSS_SESSION_TOKEN for STS credentials), name a credentials file \
+                     (SONIC_OSS_CREDENTIALS_FILE or `credentials_file`) or pass them in S3Options",
+                ));
+            }
+            // AmazonS3Builder::from_env found them (AWS_ACCESS_KEY_ID, AWS_SESSION_TOKEN, web
+            // identity, container or instance credentials; the last three are fetched again
+            // before they expire).
+            None => {}
         }
-        None if oss => {
-            return Err(invalid(
-                config,
-                "no OSS credentials: set OSS_ACCESS_KEY_ID and OSS_ACCESS_KEY_SECRET (plus \
-                 OSS_SESSION_TOKEN for STS credentials) or pass them in S3Options",
-            ));
-        }
-        // AmazonS3Builder::from_env found them (AWS_ACCESS_KEY_ID, AWS_SESSION_TOKEN, web
-        // identity, container or instance credentials).
-        None => {}
     }
 
     let store = Arc::new(builder.build().map_err(|e| build_error(config, e))?);
@@ -251,4 +289,61 @@ pub(crate) fn azure(config: &StoreConfig, container: &str, prefix: Option<&str>)
                 config.transport.request_timeout(),
             ),
     )
+}
+
+#[cfg(all(test, feature = "s3"))]
+mod tests {
+    use super::*;
+    use crate::{Credentials, CredentialsFile, S3Options};
+
+    #[test]
+    fn the_credentials_file_comes_from_the_config_then_the_environment() {
+        let env = |name: &str| match name {
+            "SONIC_S3_CREDENTIALS_FILE" => Some("/env/s3.json".to_owned()),
+            "SONIC_OSS_CREDENTIALS_FILE" => Some("/env/oss.json".to_owned()),
+            _ => None,
+        };
+        let none = |_: &str| None;
+        let mut options = S3Options::default();
+        assert_eq!(
+            credentials_file(&options, false, env),
+            Some(CredentialsFile::new("/env/s3.json"))
+        );
+        assert_eq!(
+            credentials_file(&options, true, env),
+            Some(CredentialsFile::new("/env/oss.json"))
+        );
+        assert_eq!(credentials_file(&options, false, none), None);
+
+        options.credentials_file = Some(CredentialsFile::new("/config.json"));
+        assert_eq!(
+            credentials_file(&options, false, env),
+            Some(CredentialsFile::new("/config.json"))
+        );
+        assert_eq!(
+            credentials_file(&options, true, env),
+            Some(CredentialsFile::new("/config.json"))
+        );
+
+        // Explicit credentials win over the environment's file.
+        let explicit = S3Options {
+            credentials: Some(Credentials::new("A", "S")),
+            ..S3Options::default()
+        };
+        assert_eq!(credentials_file(&explicit, false, env), None);
+    }
+
+    #[test]
+    fn a_missing_credentials_file_fails_the_open_with_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("absent.json");
+        let config = StoreConfig::from_url("s3://b/p?endpoint=http://127.0.0.1:9&region=us-east-1")
+            .unwrap()
+            .with_credentials_file(missing.as_path());
+        match s3(&config, "b", Some("p"), false) {
+            Err(StorageError::CredentialsFile { path, .. }) => assert_eq!(path, missing),
+            Err(other) => panic!("expected CredentialsFile, got {other:?}"),
+            Ok(_) => panic!("opened with a missing credentials file"),
+        }
+    }
 }

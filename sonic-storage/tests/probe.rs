@@ -123,7 +123,7 @@ async fn unknown_access_key_is_permission_denied_with_the_servers_message() {
     let err = probe_with(Credentials::new("nobody-knows-me", "whatever")).await;
     let chain = error_chain(&err);
     assert!(err.is_permission_denied(), "{chain}");
-    // s3s says NotSignedUp, MinIO and AWS InvalidAccessKeyId.
+    // The test server (like MinIO and AWS) says InvalidAccessKeyId; s3s's SimpleAuth NotSignedUp.
     assert!(
         ["InvalidAccessKeyId", "NotSignedUp"]
             .iter()

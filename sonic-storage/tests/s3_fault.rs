@@ -58,7 +58,7 @@ fn setup(seed: u64) -> Case {
     let server = S3Server::spawn();
     let target = S3Target {
         endpoint: server.endpoint(),
-        port: server.port,
+        port: server.port(),
         server: None,
     };
     let prefix = run_prefix();

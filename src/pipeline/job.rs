@@ -124,6 +124,53 @@ pub struct JobControl {
     /// job stops at its next check and writes nothing more, neither video nor manifest
     /// ([`PipelineError::Fenced`]).
     pub fence: Option<Arc<AtomicBool>>,
+    /// Asked before each write after the claim (every manifest write and the video upload):
+    /// a refusal stops the job with [`PipelineError::Fenced`] and nothing is written. The job
+    /// service confirms here that its lease still holds the job, so a process that was paused
+    /// past its lease cannot write when it resumes.
+    pub write_guard: Option<WriteGuard>,
+}
+
+/// What a [`WriteGuard`] is asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WritePoint {
+    /// The job's manifest (`running` at the start, then the outcome).
+    Manifest,
+    /// The video object (the job's commit point).
+    Video,
+}
+
+impl WritePoint {
+    /// `manifest` or `video`.
+    pub fn name(self) -> &'static str {
+        match self {
+            WritePoint::Manifest => "manifest",
+            WritePoint::Video => "video",
+        }
+    }
+}
+
+/// The future a [`WriteGuard`] returns: `Err(reason)` refuses the write.
+pub type WriteGuardFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+
+/// A check run before each write of a job (see [`JobControl::write_guard`]).
+pub type WriteGuard = Arc<dyn Fn(WritePoint) -> WriteGuardFuture + Send + Sync>;
+
+/// Asks `guard` (if any) whether `point` may be written; a refusal is [`PipelineError::Fenced`].
+async fn may_write(
+    guard: Option<&WriteGuard>,
+    job: &JobRef,
+    point: WritePoint,
+) -> Result<(), PipelineError> {
+    let Some(guard) = guard else { return Ok(()) };
+    guard(point).await.map_err(|reason| {
+        tracing::warn!(%job, write = point.name(), %reason, "late write refused");
+        PipelineError::Fenced {
+            job: job.to_string(),
+        }
+    })
 }
 
 impl std::fmt::Debug for JobControl {
@@ -133,6 +180,7 @@ impl std::fmt::Debug for JobControl {
             .field("cancel", &self.cancel)
             .field("stages", &self.stages.is_some())
             .field("fence", &self.fence)
+            .field("write_guard", &self.write_guard.is_some())
             .finish()
     }
 }
@@ -160,6 +208,15 @@ impl JobControl {
     /// token, to stop a job another process has taken over.
     pub fn with_fence(mut self, fence: Arc<AtomicBool>) -> Self {
         self.fence = Some(fence);
+        self
+    }
+
+    /// Asks `guard` before each write of the job (see [`JobControl::write_guard`]).
+    pub fn with_write_guard(
+        mut self,
+        guard: impl Fn(WritePoint) -> WriteGuardFuture + Send + Sync + 'static,
+    ) -> Self {
+        self.write_guard = Some(Arc::new(guard));
         self
     }
 
@@ -610,6 +667,8 @@ impl Pipeline {
             }
             Claim::Existing => self.take_over(job).await?,
         };
+        let guard = control.write_guard.clone();
+        may_write(guard.as_ref(), &job.job, WritePoint::Manifest).await?;
         self.storage.write_manifest(recorder.manifest()).await?;
         let span = tracing::info_span!(
             "job",
@@ -626,9 +685,15 @@ impl Pipeline {
                 job: job.job.to_string(),
             });
         }
+        let result = match result {
+            // Refused by the guard before a write: nothing more is written.
+            Err(fenced @ PipelineError::Fenced { .. }) => return Err(fenced),
+            other => other,
+        };
         match result {
             Ok((video, output)) => {
                 let manifest = recorder.succeed(&video, self.storage.outputs().store_url());
+                may_write(guard.as_ref(), &job.job, WritePoint::Manifest).await?;
                 self.storage.write_manifest(&manifest).await?;
                 Ok(JobOutcome {
                     video,
@@ -645,6 +710,7 @@ impl Pipeline {
                 } else {
                     recorder.fail(failure)
                 };
+                may_write(guard.as_ref(), &job.job, WritePoint::Manifest).await?;
                 if let Err(write) = self.storage.write_manifest(&manifest).await {
                     tracing::error!(job = %job.job, error = %write, "cannot record the failure in the manifest");
                 }
@@ -804,6 +870,7 @@ impl Pipeline {
 
         // Upload: only now does a video object appear.
         cancelled(Stage::Upload)?;
+        may_write(control.write_guard.as_ref(), &job.job, WritePoint::Video).await?;
         let started = Instant::now();
         report(Progress::start(Stage::Upload, 1));
         let video = self

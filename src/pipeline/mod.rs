@@ -38,6 +38,7 @@ pub use component::Component;
 pub use error::PipelineError;
 pub use job::{
     Claim, JobControl, JobInputs, JobOutcome, JobRequest, Pipeline, PipelineBuilder, STORE_ENV,
+    WriteGuard, WriteGuardFuture, WritePoint,
 };
 pub use memory::{MemoryEstimate, human_bytes};
 pub use models::{ModelConfigs, SonicModels};
