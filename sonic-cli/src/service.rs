@@ -10,7 +10,7 @@
 //!
 //! Every flag also reads an environment variable: `SONIC_NATS`, `SONIC_STORE`, `SONIC_TENANT`,
 //! `SONIC_WEIGHTS`, `SONIC_DEVICE`, `SONIC_DTYPE`, `SONIC_WORKER`, `SONIC_ACK_WAIT_SECS`,
-//! `SONIC_MAX_DELIVERIES`, `SONIC_METRICS`; `SONIC_LOG` sets the worker's log level (default
+//! `SONIC_MAX_DELIVERIES`, `SONIC_METRICS`, `SONIC_URL_INPUTS`; `SONIC_LOG` sets the worker's log level (default
 //! `info`).
 
 use std::path::PathBuf;
@@ -22,7 +22,7 @@ use sonic::pipeline::{GenerationParams, Pipeline, WeightsLayout};
 use sonic::storage::{JobRef, Storage, TenantId};
 use sonic_service::{
     CancellationToken, JobPhase, JobState, Metrics, PipelineHandler, Queue, QueueConfig, Reaper,
-    UploadInput, Worker, submit_job,
+    UploadInput, UrlInputs, Worker, submit_job,
 };
 
 use crate::demo::{self, DemoWeights};
@@ -96,6 +96,10 @@ pub struct WorkerArgs {
     /// free one and prints it).
     #[arg(long, env = "SONIC_METRICS")]
     metrics: Option<std::net::SocketAddr>,
+    /// Inputs given by URL in a job: `public` (download http(s) URLs, except loopback, private
+    /// and link-local addresses), `any` (loopback too: tests, trusted networks) or `off`.
+    #[arg(long, env = "SONIC_URL_INPUTS", default_value = "public", value_parser = ["public", "any", "off"])]
+    url_inputs: String,
 }
 
 /// Upload a job's inputs to the store and put the job on the queue.
@@ -212,7 +216,12 @@ pub async fn worker(args: WorkerArgs) -> Result<(), String> {
             pipeline.description()
         );
         let handler = PipelineHandler::new(pipeline, &queue, worker_name.clone())
-            .with_metrics(metrics.clone());
+            .with_metrics(metrics.clone())
+            .with_url_inputs(match args.url_inputs.as_str() {
+                "any" => UrlInputs::Any,
+                "off" => UrlInputs::Refused,
+                _ => UrlInputs::Public,
+            });
         workers.push(
             Worker::new(&queue, worker_name, handler)
                 .with_grace(Duration::from_secs(args.grace_secs))

@@ -55,6 +55,7 @@
 
 mod board;
 mod config;
+mod download;
 mod error;
 mod message;
 pub mod metrics;
@@ -67,12 +68,13 @@ mod worker;
 
 pub use board::{JobBoard, JobEntry, JobPhase, JobState};
 pub use config::QueueConfig;
+pub use download::{DownloadError, MAX_DOWNLOAD_BYTES};
 pub use error::{BoxError, Result, ServiceError};
 pub use message::{InputRef, InputUrl, JobInputs, JobMessage, MAX_URL_LEN, SCHEMA_VERSION};
 pub use metrics::Metrics;
 pub use queue::{Queue, Submitted, Submitter};
 pub use reaper::{Reaped, Reaper};
-pub use render::{PipelineHandler, Submission, UploadInput, record_failure, submit_job};
+pub use render::{PipelineHandler, Submission, UploadInput, UrlInputs, record_failure, submit_job};
 pub use worker::{
     AdvisoryKind, Disposition, FailureAdvisory, JobDelivery, JobError, JobHandler, JobOutcome,
     Lease, Worker, WorkerStats,

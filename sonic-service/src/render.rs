@@ -27,8 +27,9 @@ use sonic::storage::{
 use tokio::sync::mpsc;
 
 use crate::board::{JobBoard, JobPhase, JobState};
+use crate::download;
 use crate::error::{Result, ServiceError};
-use crate::message::{InputRef, JobMessage};
+use crate::message::{InputRef, InputUrl, JobMessage};
 use crate::metrics::Metrics;
 use crate::queue::{Queue, Submitted};
 use crate::worker::{JobDelivery, JobError, JobHandler, Lease};
@@ -53,6 +54,7 @@ pub struct PipelineHandler {
     board: JobBoard,
     worker: String,
     metrics: Metrics,
+    url_inputs: UrlInputs,
 }
 
 impl std::fmt::Debug for PipelineHandler {
@@ -73,7 +75,14 @@ impl PipelineHandler {
             board: queue.board().clone(),
             worker: worker.into(),
             metrics: Metrics::new(),
+            url_inputs: UrlInputs::default(),
         }
+    }
+
+    /// Which inputs given by URL are downloaded (default [`UrlInputs::Public`]).
+    pub fn with_url_inputs(mut self, policy: UrlInputs) -> Self {
+        self.url_inputs = policy;
+        self
     }
 
     /// Counts takeovers, refused late writes and seconds per stage into `metrics` (share it
@@ -240,13 +249,126 @@ fn parameters(message: &JobMessage) -> std::result::Result<GenerationParams, Job
     Ok(params)
 }
 
-fn input_key(input: &InputRef) -> std::result::Result<ObjectKey, JobError> {
-    match input {
-        InputRef::Key(key) => Ok(key.clone()),
-        InputRef::Url(url) => Err(JobError::permanent(format!(
-            "input {}: inputs by signed URL are not read by this worker yet; give object keys",
-            url.redacted()
-        ))),
+/// Which inputs given by URL ([`InputRef::Url`]) a [`PipelineHandler`] downloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum UrlInputs {
+    /// None: such a job fails (permanently).
+    Refused,
+    /// http(s) URLs whose host is a name other than `localhost` or a public IP address; IP
+    /// literals that are loopback, private, link-local (cloud metadata), shared, unspecified or
+    /// multicast are refused. (A name that resolves to such an address is not caught: put
+    /// workers behind an egress policy too.) The default.
+    #[default]
+    Public,
+    /// Any http(s) URL, loopback included (tests, trusted networks).
+    Any,
+}
+
+impl UrlInputs {
+    fn check(self, url: &InputUrl) -> std::result::Result<(), String> {
+        use std::net::IpAddr;
+        let refuse = |why: &str| Err(format!("input {}: {why}", url.redacted()));
+        match self {
+            UrlInputs::Refused => {
+                refuse("this worker does not read inputs by URL; give object keys")
+            }
+            UrlInputs::Any => Ok(()),
+            UrlInputs::Public => {
+                let internal = |ip: IpAddr| match ip {
+                    IpAddr::V4(v4) => {
+                        v4.is_loopback()
+                            || v4.is_private()
+                            || v4.is_link_local()
+                            || v4.is_unspecified()
+                            || v4.is_broadcast()
+                            || v4.is_multicast()
+                            || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+                    }
+                    IpAddr::V6(v6) => {
+                        v6.is_loopback()
+                            || v6.is_unspecified()
+                            || v6.is_multicast()
+                            || (v6.segments()[0] & 0xfe00) == 0xfc00
+                            || (v6.segments()[0] & 0xffc0) == 0xfe80
+                            || v6.to_ipv4_mapped().is_some_and(|v4| {
+                                v4.is_loopback() || v4.is_private() || v4.is_link_local()
+                            })
+                    }
+                };
+                match url.url().host() {
+                    Some(url::Host::Ipv4(ip)) if internal(IpAddr::V4(ip)) => {
+                        refuse("the host is not a public address")
+                    }
+                    Some(url::Host::Ipv6(ip)) if internal(IpAddr::V6(ip)) => {
+                        refuse("the host is not a public address")
+                    }
+                    Some(url::Host::Domain(name))
+                        if name.eq_ignore_ascii_case("localhost")
+                            || name.to_ascii_lowercase().ends_with(".localhost") =>
+                    {
+                        refuse("the host is not a public address")
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// The key of one input: an object key as given, or, for a URL, the object it was downloaded
+/// to (`inputs/{tenant}/{job}/{image|audio}.{ext}`, create-only; an attempt that finds it there
+/// does not download again, so a signature that expired since does not matter).
+async fn input_key(
+    storage: &Storage,
+    job: &JobRef,
+    kind: InputKind,
+    input: &InputRef,
+    policy: UrlInputs,
+) -> std::result::Result<ObjectKey, JobError> {
+    let url = match input {
+        InputRef::Key(key) => return Ok(key.clone()),
+        InputRef::Url(url) => url,
+    };
+    policy.check(url).map_err(JobError::permanent)?;
+    let ext = download::extension(url, kind == InputKind::Image).map_err(JobError::permanent)?;
+    let key = job.input_key(kind, &ext).map_err(JobError::permanent)?;
+    match storage.input_at(&key).await {
+        Ok(_) => return Ok(key),
+        Err(StorageError::NotFound { .. }) => {}
+        Err(e) => return Err(JobError::transient(e)),
+    }
+    let bytes = download::download(url, download::MAX_DOWNLOAD_BYTES)
+        .await
+        .map_err(|e| {
+            if e.is_permanent() {
+                JobError::permanent(e)
+            } else {
+                JobError::transient(e)
+            }
+        })?;
+    tracing::info!(%job, input = %key, bytes = bytes.len(), from = %url.redacted(), "input downloaded");
+    match storage
+        .put_input_create_only(job, kind, &ext, bytes.clone())
+        .await
+    {
+        Ok(info) => Ok(info.key),
+        Err(StorageError::AlreadyExists { .. }) => {
+            let stored = storage
+                .inputs()
+                .get_bytes(&key)
+                .await
+                .map_err(JobError::transient)?;
+            if stored == bytes {
+                Ok(key)
+            } else {
+                Err(JobError::permanent(format!(
+                    "input {key} exists with other bytes than {} holds",
+                    url.redacted()
+                )))
+            }
+        }
+        Err(e) => Err(JobError::transient(e)),
     }
 }
 
@@ -258,11 +380,6 @@ impl JobHandler for PipelineHandler {
     ) -> std::result::Result<(), JobError> {
         let job = delivery.job();
         let message = delivery.message();
-        let params = parameters(message)?;
-        let inputs = KeyInputs {
-            image: input_key(&message.inputs.image)?,
-            audio: input_key(&message.inputs.audio)?,
-        };
         let attempt = delivery.attempt();
         let (running, mut revision) = match self
             .take(&job, attempt, lease)
@@ -302,6 +419,49 @@ impl JobHandler for PipelineHandler {
                 .map_err(JobError::transient)?;
             return Ok(());
         }
+        // Parameters and inputs (downloading those given by URL). A permanent failure here
+        // fails the job (board and manifest); a transient one puts it back on the board.
+        let prepared = async {
+            let params = parameters(message)?;
+            let image = input_key(
+                storage,
+                &job,
+                InputKind::Image,
+                &message.inputs.image,
+                self.url_inputs,
+            )
+            .await?;
+            let audio = input_key(
+                storage,
+                &job,
+                InputKind::Audio,
+                &message.inputs.audio,
+                self.url_inputs,
+            )
+            .await?;
+            Ok::<_, JobError>((params, KeyInputs { image, audio }))
+        }
+        .await;
+        let (params, inputs) = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                let text = error.to_string();
+                let phase = match &error {
+                    JobError::Permanent(_) => JobPhase::Failed,
+                    _ if delivery.is_final_attempt() => JobPhase::Failed,
+                    _ => JobPhase::Queued,
+                };
+                if phase == JobPhase::Failed
+                    && let Err(e) = record_failure(storage, &job, &text).await
+                {
+                    tracing::warn!(%job, error = %e, "cannot record the failure in the manifest");
+                }
+                let _ = self
+                    .settle(&job, running.clone().settled(phase, Some(text)), revision)
+                    .await;
+                return Err(error);
+            }
+        };
         let claim = match storage.read_manifest(&job).await {
             Ok(manifest) if manifest.status == JobStatus::Succeeded => {
                 return Err(JobError::permanent(format!(
@@ -614,13 +774,29 @@ pub async fn submit_job(
 }
 
 /// Marks a job `failed` in its manifest with `error` (used when a job fails outside the
-/// pipeline, e.g. it exhausted its deliveries).
+/// pipeline: bad parameters, an input that cannot be fetched, deliveries exhausted); a job
+/// without a manifest gets one. A job that succeeded or was cancelled is left as it is.
 pub async fn record_failure(
     storage: &Storage,
     job: &JobRef,
     error: &str,
 ) -> std::result::Result<(), StorageError> {
-    let mut manifest = storage.read_manifest(job).await?;
+    let mut manifest = match storage.read_manifest(job).await {
+        Ok(manifest) => manifest,
+        Err(StorageError::NotFound { .. }) => {
+            let mut manifest = JobManifest::new(job.clone());
+            manifest.mark_failed(JobFailure::new(error));
+            return match storage.create_manifest(&manifest).await {
+                Ok(_) => Ok(()),
+                // Created meanwhile: mark that one.
+                Err(StorageError::AlreadyExists { .. }) => {
+                    Box::pin(record_failure(storage, job, error)).await
+                }
+                Err(e) => Err(e),
+            };
+        }
+        Err(e) => return Err(e),
+    };
     if !matches!(manifest.status, JobStatus::Succeeded | JobStatus::Cancelled) {
         manifest.mark_failed(JobFailure::new(error));
         storage.write_manifest(&manifest).await?;

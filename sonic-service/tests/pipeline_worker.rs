@@ -57,7 +57,8 @@ fn quick() -> serde_json::Value {
 
 fn config() -> QueueConfig {
     QueueConfig {
-        ack_wait: Duration::from_secs(5),
+        // Long enough that a loaded machine (CI, parallel tests) does not lose leases.
+        ack_wait: Duration::from_secs(20),
         max_deliveries: 3,
         retry_delay: Duration::from_millis(200),
         fetch_wait: Duration::from_millis(250),
@@ -428,4 +429,136 @@ async fn a_job_completes_when_the_s3_store_stops_for_a_few_seconds_mid_job() {
     assert!(stats.retried >= 1, "no attempt met the outage: {stats:?}");
 
     assert_one_video(&storage, &job).await;
+}
+
+/// Inputs given by signed URL (objects of another store): downloaded into the job's inputs,
+/// rendered like any other. A loopback URL is refused by the default policy, and a tampered
+/// signature by the store: both fail the job at once (board and manifest), unretried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server: apt-get install nats-server"]
+async fn inputs_given_by_signed_url_are_downloaded_and_refusals_fail_the_job() {
+    use sonic::storage::{ObjectKey, SignedMethod};
+    use sonic_service::{InputRef, JobMessage, JobState, UrlInputs};
+    use sonic_storage::testing::{S3Server, run_prefix};
+
+    let server = NatsServer::start();
+    let queue = connect(server.url(), config()).await;
+    let s3 = S3Server::spawn();
+    let storage = s3.storage(&run_prefix());
+    // The inputs live in another store (another prefix, its own signer).
+    let library = s3.storage(&run_prefix());
+    let mut urls = Vec::new();
+    for (path, key) in [
+        ("pipeline_e2e/portrait.png", "library/face.png"),
+        ("pipeline_e2e/speech.wav", "library/hello.wav"),
+    ] {
+        let key = ObjectKey::new(key).unwrap();
+        library
+            .inputs()
+            .put(&key, input(path, "").bytes, Default::default())
+            .await
+            .unwrap();
+        let signed = library
+            .inputs()
+            .signed_url(&key, SignedMethod::Get, Duration::from_secs(600))
+            .await
+            .unwrap();
+        urls.push(signed.url.to_string());
+    }
+    let publish = |id: &str, image: &str, audio: &str| {
+        let job = JobRef::parse("acme", id).unwrap();
+        let message = JobMessage::new(
+            job.clone(),
+            InputRef::url(image).unwrap(),
+            InputRef::url(audio).unwrap(),
+        )
+        .with_parameters(quick());
+        let queue = queue.clone();
+        async move {
+            queue
+                .board()
+                .create(&job, &JobState::queued())
+                .await
+                .unwrap();
+            queue.submitter().submit(&message).await.unwrap();
+            job
+        }
+    };
+    let run_worker = |policy: UrlInputs, jobs: Vec<JobRef>| {
+        let handler = PipelineHandler::new(pipeline(storage.clone()), &queue, "worker-url")
+            .with_url_inputs(policy);
+        let worker = Worker::new(&queue, "worker-url", handler);
+        let queue = queue.clone();
+        async move {
+            let stop = CancellationToken::new();
+            let running = tokio::spawn({
+                let stop = stop.clone();
+                async move { worker.run(stop).await }
+            });
+            let phases = settled(&queue, &jobs).await;
+            stop.cancel();
+            let stats = within("the worker to stop", WAIT, running).await.unwrap();
+            (phases, stats)
+        }
+    };
+
+    // The default policy refuses a loopback host.
+    let refused = publish("loopback", &urls[0], &urls[1]).await;
+    let (phases, stats) = run_worker(UrlInputs::default(), vec![refused.clone()]).await;
+    assert_eq!(phases, vec![JobPhase::Failed]);
+    assert_eq!((stats.failed, stats.retried), (1, 0), "{stats:?}");
+    let (state, _) = queue.board().get(&refused).await.unwrap();
+    assert!(
+        state
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not a public address"),
+        "{state:?}"
+    );
+    assert!(
+        !state.error.unwrap().contains("X-Amz-Signature"),
+        "no signature in errors"
+    );
+    assert_eq!(
+        storage.read_manifest(&refused).await.unwrap().status,
+        JobStatus::Failed
+    );
+
+    // Trusted network: downloaded and rendered; a tampered signature is refused by the store.
+    let fetched = publish("by-url", &urls[0], &urls[1]).await;
+    // One hex digit of the signature changed: well-formed, but not the store's.
+    let at = urls[1].find("X-Amz-Signature=").unwrap() + "X-Amz-Signature=".len();
+    let mut tampered_url = urls[1].clone();
+    let flipped = if &urls[1][at..=at] == "0" { "1" } else { "0" };
+    tampered_url.replace_range(at..=at, flipped);
+    let tampered = publish("tampered", &urls[0], &tampered_url).await;
+    let (phases, stats) = run_worker(UrlInputs::Any, vec![fetched.clone(), tampered.clone()]).await;
+    assert_eq!(
+        phases,
+        vec![JobPhase::Succeeded, JobPhase::Failed],
+        "{stats:?}"
+    );
+    assert_eq!(stats.retried, 0, "{stats:?}");
+    assert_one_video(&storage, &fetched).await;
+    for (kind, ext) in [("image", "png"), ("audio", "wav")] {
+        let key = ObjectKey::new(format!("inputs/acme/by-url/{kind}.{ext}")).unwrap();
+        assert!(storage.inputs().exists(&key).await.unwrap(), "{key}");
+    }
+    let (state, _) = queue.board().get(&tampered).await.unwrap();
+    assert!(
+        state
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("HTTP 403"),
+        "{state:?}"
+    );
+    assert!(
+        !storage
+            .outputs()
+            .exists(&tampered.video_key())
+            .await
+            .unwrap()
+    );
 }
