@@ -31,8 +31,8 @@ use sonic::pipeline::{
     JobRequest, Pipeline, Progress, Stage, WeightsLayout, human_bytes,
 };
 use sonic::storage::{
-    InputKind, JobFailure, JobManifest, JobRef, JobStatus, ObjectKey, ObjectStorageExt,
-    Sha256Digest, Storage, StorageError,
+    InputKind, JobFailure, JobManifest, JobRef, JobStatus, ObjectKey, ObjectStorageExt, Storage,
+    StorageError,
 };
 
 use crate::demo::{self, DemoWeights};
@@ -577,29 +577,15 @@ async fn upload(
     kind: InputKind,
     input: &Input,
 ) -> Result<ObjectKey, String> {
-    let key = job
-        .input_key(kind, &input.ext)
-        .map_err(|e| crate::report(&e))?;
     match storage
-        .put_input_create_only(job, kind, &input.ext, input.bytes.clone())
+        .put_input_once(job, kind, &input.ext, input.bytes.clone().into())
         .await
     {
-        Ok(info) => Ok(info.key),
-        Err(StorageError::AlreadyExists { .. }) => {
-            let stored = storage
-                .inputs()
-                .get_bytes(&key)
-                .await
-                .map_err(|e| crate::report(&e))?;
-            if Sha256Digest::of(&stored) == Sha256Digest::of(&input.bytes) {
-                Ok(key)
-            } else {
-                Err(format!(
-                    "the {kind} input {key} exists with other content; nothing was changed \
-                     (use another --job, or the same {kind} file)"
-                ))
-            }
-        }
+        Ok(key) => Ok(key),
+        Err(StorageError::AlreadyExists { key, .. }) => Err(format!(
+            "the {kind} input {key} exists with other content; nothing was changed \
+             (use another --job, or the same {kind} file)"
+        )),
         Err(e) => Err(format!(
             "cannot upload the {kind} input: {}",
             crate::report(&e)

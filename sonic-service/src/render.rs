@@ -348,26 +348,12 @@ async fn input_key(
             }
         })?;
     tracing::info!(%job, input = %key, bytes = bytes.len(), from = %url.redacted(), "input downloaded");
-    match storage
-        .put_input_create_only(job, kind, &ext, bytes.clone())
-        .await
-    {
-        Ok(info) => Ok(info.key),
-        Err(StorageError::AlreadyExists { .. }) => {
-            let stored = storage
-                .inputs()
-                .get_bytes(&key)
-                .await
-                .map_err(JobError::transient)?;
-            if stored == bytes {
-                Ok(key)
-            } else {
-                Err(JobError::permanent(format!(
-                    "input {key} exists with other bytes than {} holds",
-                    url.redacted()
-                )))
-            }
-        }
+    match storage.put_input_once(job, kind, &ext, bytes).await {
+        Ok(key) => Ok(key),
+        Err(StorageError::AlreadyExists { .. }) => Err(JobError::permanent(format!(
+            "input {key} exists with other bytes than {} holds",
+            url.redacted()
+        ))),
         Err(e) => Err(JobError::transient(e)),
     }
 }

@@ -127,6 +127,34 @@ impl Storage {
             .await
     }
 
+    /// Like [`Storage::put_input_create_only`], except that an object already there holding
+    /// exactly `bytes` counts as written (a retried upload, a redelivered job): returns the
+    /// input's key. An object with other bytes is left byte-identical and
+    /// [`StorageError::AlreadyExists`] returned.
+    pub async fn put_input_once(
+        &self,
+        job: &JobRef,
+        kind: InputKind,
+        ext: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<ObjectKey> {
+        match self
+            .put_input_create_only(job, kind, ext, bytes.clone())
+            .await
+        {
+            Ok(info) => Ok(info.key),
+            Err(exists @ StorageError::AlreadyExists { .. }) => {
+                let key = job.input_key(kind, ext)?;
+                if self.inputs.get_bytes(&key).await? == bytes {
+                    Ok(key)
+                } else {
+                    Err(exists)
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     async fn put_input_with(
         &self,
         job: &JobRef,
