@@ -77,6 +77,8 @@ pub struct Reaper {
     queue: Queue,
     storage: Option<Storage>,
     name: String,
+    /// The shared durable consumer, created (or updated) once, on first use.
+    consumer: std::sync::Arc<tokio::sync::OnceCell<jetstream::consumer::PullConsumer>>,
 }
 
 impl Reaper {
@@ -87,10 +89,17 @@ impl Reaper {
             queue: queue.clone(),
             storage,
             name: name.into(),
+            consumer: Default::default(),
         }
     }
 
-    async fn consumer(&self) -> Result<jetstream::consumer::PullConsumer> {
+    async fn consumer(&self) -> Result<&jetstream::consumer::PullConsumer> {
+        self.consumer
+            .get_or_try_init(|| self.create_consumer())
+            .await
+    }
+
+    async fn create_consumer(&self) -> Result<jetstream::consumer::PullConsumer> {
         let Some(stream) = self.queue.config().exhausted_stream.clone() else {
             return Err(ServiceError::InvalidConfig {
                 field: "exhausted_stream",
@@ -143,7 +152,7 @@ impl Reaper {
         }
         let consumer = self.consumer().await?;
         let what = format!("fetch an advisory from consumer {CONSUMER}");
-        let Some(message) = fetch_one(&consumer, self.queue.config().fetch_wait, &what).await?
+        let Some(message) = fetch_one(consumer, self.queue.config().fetch_wait, &what).await?
         else {
             return Ok(None);
         };
