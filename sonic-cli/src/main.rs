@@ -6,6 +6,7 @@
 //! sonic generate --image face.png --audio speech.wav --weights checkpoints
 //! sonic worker --demo &                  # the job service: a worker ...
 //! sonic submit --demo --job hello --wait  # ... and a job for it (docs/service.md)
+//! sonic serve --demo --api-keys keys.txt  # the HTTP API and web page (sonic api-key)
 //! sonic help generate                    # every flag
 //! ```
 //!
@@ -16,6 +17,7 @@
 mod demo;
 mod generate;
 mod input;
+mod serve;
 mod service;
 
 use std::process::ExitCode;
@@ -46,6 +48,10 @@ enum Command {
     Cancel(service::JobArgs),
     /// List a tenant's jobs on the job board.
     Jobs(service::JobsArgs),
+    /// Serve the HTTP API and the web page over the job service (docs/service.md).
+    Serve(serve::ServeArgs),
+    /// Make a tenant's API key for `sonic serve` (the key on stderr, its entry on stdout).
+    ApiKey(serve::ApiKeyArgs),
 }
 
 impl Command {
@@ -58,6 +64,8 @@ impl Command {
             Self::Status(args) => service::status(args).await,
             Self::Cancel(args) => service::cancel(args).await,
             Self::Jobs(args) => service::jobs(args).await,
+            Self::Serve(args) => serve::serve(args).await,
+            Self::ApiKey(args) => serve::api_key(args),
         }
     }
 }

@@ -31,13 +31,13 @@ use crate::input::Input;
 
 /// Where the queue and the store are.
 #[derive(Debug, Clone, clap::Args)]
-struct Connection {
+pub(crate) struct Connection {
     /// The NATS server (JetStream on): one URL, or several separated by commas.
     #[arg(long, env = "SONIC_NATS", default_value = "nats://127.0.0.1:4222")]
-    nats: String,
+    pub(crate) nats: String,
     /// The job store: a folder, file:///..., s3://bucket/prefix, oss://..., gs://...
     #[arg(long, env = "SONIC_STORE", default_value = "./sonic-data")]
-    store: String,
+    pub(crate) store: String,
     /// Seconds a worker keeps a job without renewing its lease before the queue gives the job
     /// to another worker. Part of the queue's configuration: every process of a deployment
     /// must use the same value.
@@ -50,7 +50,7 @@ struct Connection {
 }
 
 impl Connection {
-    async fn queue(&self) -> Result<Queue, String> {
+    pub(crate) async fn queue(&self) -> Result<Queue, String> {
         let config = QueueConfig {
             ack_wait: Duration::from_secs(self.ack_wait_secs),
             max_deliveries: self.max_deliveries,
@@ -61,7 +61,7 @@ impl Connection {
             .map_err(|e| format!("the queue at {}: {}", self.nats, crate::report(&e)))
     }
 
-    fn storage(&self) -> Result<Storage, String> {
+    pub(crate) fn storage(&self) -> Result<Storage, String> {
         Storage::open(&self.store)
             .map_err(|e| format!("the store {}: {}", self.store, crate::report(&e)))
     }
@@ -301,7 +301,7 @@ async fn serve_metrics(
 
 /// A worker logs what it does (one line per job event) on stderr, at the level of `SONIC_LOG`
 /// (`error`, `warn`, `info`, `debug`, `trace`; default `info`).
-fn init_logs() {
+pub(crate) fn init_logs() {
     let level = std::env::var("SONIC_LOG")
         .ok()
         .and_then(|level| {
@@ -318,7 +318,7 @@ fn init_logs() {
 }
 
 /// Cancels `stop` on the first SIGINT or SIGTERM.
-fn stop_on_signals(stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+pub(crate) fn stop_on_signals(stop: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if crate::generate::signal().await.is_ok() {
             eprintln!(

@@ -74,7 +74,10 @@ pub use message::{InputRef, InputUrl, JobInputs, JobMessage, MAX_URL_LEN, SCHEMA
 pub use metrics::Metrics;
 pub use queue::{Queue, Submitted, Submitter};
 pub use reaper::{Reaped, Reaper};
-pub use render::{PipelineHandler, Submission, UploadInput, UrlInputs, record_failure, submit_job};
+pub use render::{
+    PipelineHandler, Submission, UploadInput, UrlInputs, record_failure, submit_job,
+    submit_stored_job,
+};
 pub use worker::{
     AdvisoryKind, Disposition, FailureAdvisory, JobDelivery, JobError, JobHandler, JobOutcome,
     Lease, Worker, WorkerStats,

@@ -698,22 +698,7 @@ pub async fn submit_job(
         job: job.clone(),
         source: Box::new(source),
     };
-    let mut manifest = JobManifest::new(job.clone());
-    manifest.parameters = parameters.clone();
-    let created = match storage.create_manifest(&manifest).await {
-        Ok(_) => true,
-        Err(StorageError::AlreadyExists { .. }) => {
-            let existing = storage.read_manifest(job).await.map_err(storage_error)?;
-            if matches!(existing.status, JobStatus::Succeeded | JobStatus::Cancelled) {
-                return Err(ServiceError::Finished {
-                    job: job.clone(),
-                    status: existing.status,
-                });
-            }
-            false
-        }
-        Err(e) => return Err(storage_error(e)),
-    };
+    let created = claim(storage, job, &parameters).await?.is_none();
     let mut keys = if created {
         let mut keys = Vec::new();
         for (kind, input) in [(InputKind::Image, &image), (InputKind::Audio, &audio)] {
@@ -743,20 +728,85 @@ pub async fn submit_job(
         }
         keys
     };
+    let audio_key = keys.pop().expect("two inputs");
+    let image_key = keys.pop().expect("two inputs");
+    let submitted = enqueue(queue, job, image_key, audio_key, parameters).await?;
+    Ok(Submission { submitted, created })
+}
+
+/// Submits a job whose inputs are in the store already (uploaded by the client itself, e.g.
+/// to presigned URLs): claims the job by creating its manifest create-only, creates its board
+/// entry (`Queued`) and publishes it with the inputs at `image` and `audio`.
+///
+/// Like [`submit_job`], submitting a job that exists and has not finished publishes it again
+/// (deduplicated by the queue) with the parameters it was first submitted with.
+///
+/// # Errors
+/// [`ServiceError::Finished`] for a job that succeeded or was cancelled; [`ServiceError::Storage`]
+/// for the store; the queue's errors.
+pub async fn submit_stored_job(
+    queue: &Queue,
+    storage: &Storage,
+    job: &JobRef,
+    image: ObjectKey,
+    audio: ObjectKey,
+    parameters: serde_json::Value,
+) -> Result<Submission> {
+    let (created, parameters) = match claim(storage, job, &parameters).await? {
+        None => (true, parameters),
+        Some(existing) => (false, existing),
+    };
+    let submitted = enqueue(queue, job, image, audio, parameters).await?;
+    Ok(Submission { submitted, created })
+}
+
+/// Claims `job` by creating its manifest (with `parameters`) create-only: `None` when this
+/// call created it, the parameters it was created with when it exists and has not finished.
+///
+/// # Errors
+/// [`ServiceError::Finished`] for a job that succeeded or was cancelled; the store's errors.
+async fn claim(
+    storage: &Storage,
+    job: &JobRef,
+    parameters: &serde_json::Value,
+) -> Result<Option<serde_json::Value>> {
+    let storage_error = |source| ServiceError::Storage {
+        job: job.clone(),
+        source: Box::new(source),
+    };
+    let mut manifest = JobManifest::new(job.clone());
+    manifest.parameters = parameters.clone();
+    match storage.create_manifest(&manifest).await {
+        Ok(_) => Ok(None),
+        Err(StorageError::AlreadyExists { .. }) => {
+            let existing = storage.read_manifest(job).await.map_err(storage_error)?;
+            if matches!(existing.status, JobStatus::Succeeded | JobStatus::Cancelled) {
+                return Err(ServiceError::Finished {
+                    job: job.clone(),
+                    status: existing.status,
+                });
+            }
+            Ok(Some(existing.parameters))
+        }
+        Err(e) => Err(storage_error(e)),
+    }
+}
+
+/// The board entry (`Queued`, unless it has one) and the message of a claimed job.
+async fn enqueue(
+    queue: &Queue,
+    job: &JobRef,
+    image: ObjectKey,
+    audio: ObjectKey,
+    parameters: serde_json::Value,
+) -> Result<Submitted> {
     match queue.board().create(job, &JobState::queued()).await {
         Ok(_) | Err(ServiceError::AlreadyExists { .. }) => {}
         Err(e) => return Err(e),
     }
-    let audio_key = keys.pop().expect("two inputs");
-    let image_key = keys.pop().expect("two inputs");
-    let message = JobMessage::new(
-        job.clone(),
-        InputRef::Key(image_key),
-        InputRef::Key(audio_key),
-    )
-    .with_parameters(parameters);
-    let submitted = queue.submitter().submit(&message).await?;
-    Ok(Submission { submitted, created })
+    let message = JobMessage::new(job.clone(), InputRef::Key(image), InputRef::Key(audio))
+        .with_parameters(parameters);
+    queue.submitter().submit(&message).await
 }
 
 /// Marks a job `failed` in its manifest with `error` (used when a job fails outside the
