@@ -660,3 +660,51 @@ async fn a_bucket_notification_on_nats_starts_a_start_on_upload_job() {
         .count();
     assert_eq!(videos, 1, "{outputs:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server: apt-get install nats-server"]
+async fn a_server_without_keys_starts_and_refuses_every_v1_request() {
+    let service = start(InputLimits::default(), false).await;
+    let api = Api::new(
+        service.queue.clone(),
+        service.storage.clone(),
+        ApiKeys::none(),
+        ApiConfig::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = service.stop.clone();
+    tokio::spawn(async move {
+        sonic_http::serve(listener, api, async move { stop.cancelled().await }).await
+    });
+    for (method, path) in [
+        (reqwest::Method::GET, "/v1/jobs"),
+        (reqwest::Method::POST, "/v1/jobs"),
+        (reqwest::Method::POST, "/v1/uploads"),
+        (reqwest::Method::GET, "/v1/jobs/x"),
+        (reqwest::Method::DELETE, "/v1/jobs/x"),
+        (reqwest::Method::GET, "/v1/jobs/x/events"),
+        (reqwest::Method::POST, "/v1/hooks/upload-complete"),
+    ] {
+        for key in [None, Some(ACME)] {
+            let mut request = service
+                .http
+                .request(method.clone(), format!("{base}{path}"));
+            if let Some(key) = key {
+                request = request.bearer_auth(key);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 401, "{method} {path} key {key:?}");
+            assert!(response.headers().contains_key("www-authenticate"));
+        }
+    }
+    for path in ["/healthz", "/readyz", "/openapi.json", "/"] {
+        let response = service
+            .http
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+}
