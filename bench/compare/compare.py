@@ -34,11 +34,13 @@ imported from there as they are (nothing of it is copied into this repository).
 
     python bench/compare/compare.py --sonic-src /path/to/Sonic
     python bench/compare/compare.py --sizes medium --stages unet_forward,vae_decode
+    python bench/compare/compare.py --sizes released   # released widths, small shapes (CPU; UNet ~7 GB RAM)
     python bench/compare/compare.py --sizes real --torch-device cuda --sonic-device cuda:0 \
         --cargo-features cuda
 """
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -68,7 +70,9 @@ STAGES = [
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", default="fixture,medium", help="comma list of fixture, medium, real")
+    p.add_argument("--sizes", default="fixture,medium",
+                   help="comma list of fixture, medium, released (the released configs at small shapes, "
+                        "CPU), real (the released configs at the real compute shapes, GPU)")
     p.add_argument("--stages", default=",".join(STAGES), help="comma list of stages")
     p.add_argument("--threads", type=int, default=None, help="threads on both sides (default: medium.json)")
     p.add_argument("--repeats", type=int, default=7, help="timed runs per stage and side")
@@ -114,6 +118,9 @@ def unet_shape(size, medium):
                   transformer_layers_per_block=1,
                   down_block_types=["CrossAttnDownBlockSpatioTemporal"] * 3 + ["DownBlockSpatioTemporal"],
                   up_block_types=["UpBlockSpatioTemporal"] + ["CrossAttnUpBlockSpatioTemporal"] * 3)
+    if size == "released":
+        # The released widths at a CPU-sized shape: 3 guidance branches x 4 frames x 8x8 latents.
+        return dict(config=config, batch=3, frames=4, latent_hw=[8, 8], clip_tokens=1, audio_tokens=32)
     return dict(config=config, batch=3, frames=25, latent_hw=[64, 64], clip_tokens=1, audio_tokens=32)
 
 
@@ -124,6 +131,7 @@ def vae_config(size, medium, key):
                     latent_channels=c["latent_channels"])
     if size == "medium":
         return dict(medium[key]["config"])
+    # "released" and "real": the released SVD-xt VAE.
     return dict(block_out_channels=[128, 256, 512, 512], layers_per_block=2, latent_channels=4)
 
 
@@ -158,6 +166,7 @@ def build(name, size, d, ctx):
 
         if size == "real":
             return None
+        # "released": the same 30 s as "medium" (the front end has no weights).
         n = 42_586 if size == "fixture" else (medium["log_mel_real"]["input"]["seconds"] * 16000)
         t = np.arange(n, dtype=np.float32) / 16000.0
         wave = (0.3 * np.sin(2 * np.pi * 140.0 * t) + 0.05 * np.sin(2 * np.pi * 1130.0 * t)).astype(np.float32)
@@ -176,7 +185,8 @@ def build(name, size, d, ctx):
         if size == "fixture":
             c = golden_config("whisper_encoder")
             config = WhisperConfig(**{k: v for k, v in c.items()})
-        elif size == "medium":
+        elif size in ("medium", "released"):
+            # whisper-tiny's encoder (the released size).
             config = WhisperConfig(d_model=384, encoder_layers=4, encoder_attention_heads=6, encoder_ffn_dim=1536,
                                    decoder_layers=1, decoder_attention_heads=6, decoder_ffn_dim=1536,
                                    num_mel_bins=80, max_source_positions=1500)
@@ -203,7 +213,8 @@ def build(name, size, d, ctx):
 
         if size == "fixture":
             config, frames = golden_config(name), 6
-        elif size == "medium":
+        elif size in ("medium", "released"):
+            # The released adapters' configs.
             entry = medium["audio_adapters_real"]
             config, frames = dict(entry[name]), entry["input"]["frames"]
         else:
@@ -234,7 +245,7 @@ def build(name, size, d, ctx):
             c = golden_config("clip_vision")
         elif size == "medium":
             c = medium["clip_medium"]["config"]
-        else:
+        else:  # "released" and "real": CLIP ViT-H/14 at its only size, 224x224.
             c = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16,
                      projection_dim=1024, image_size=224, patch_size=14, num_channels=3, hidden_act="gelu",
                      layer_norm_eps=1e-5)
@@ -261,6 +272,8 @@ def build(name, size, d, ctx):
                 images, hw = 1, [64, 64]
             elif size == "medium":
                 images, hw = medium[key]["input"]["images"], medium[key]["input"]["image_hw"]
+            elif size == "released":
+                images, hw = 1, [64, 64]
             else:
                 images, hw = 1, [512, 512]
             x = (torch.rand(images, 3, *hw, generator=g) * 2 - 1).to(dev)
@@ -270,6 +283,8 @@ def build(name, size, d, ctx):
             frames, hw = 5, [8, 8]
         elif size == "medium":
             frames, hw = medium[key]["input"]["frames"], medium[key]["input"]["latent_hw"]
+        elif size == "released":
+            frames, hw = 2, [8, 8]
         else:
             frames, hw = 8, [64, 64]
         z = randn(frames, c["latent_channels"], *hw)
@@ -358,6 +373,8 @@ def build(name, size, d, ctx):
             width, hw = c["c"], c["frame_hw"]
         elif size == "medium":
             width, hw = medium["rife_medium"]["config"]["c"], medium["rife_medium"]["input"]["frame_hw"]
+        elif size == "released":
+            width, hw = medium["rife_medium"]["config"]["c"], [64, 64]  # c=90, the released flownet
         else:
             width, hw = 90, [512, 512]
         torch.manual_seed(6)
@@ -499,6 +516,13 @@ def main():
             out = out.detach().float().cpu()
             flops = log_mel_flops(len(stage.inputs[0])) if name == "log_mel" else count_flops(stage)
             (d / "stage.json").write_text(json.dumps(dict(stage=name, size=size, **stage.params)))
+            check = stage.check
+            # Free the PyTorch model (its weights are on disk) before sonic loads its own copy: at the
+            # released widths the UNet alone is ~6 GB in f32.
+            del stage, built, tensors
+            gc.collect()
+            if args.torch_device == "cuda":
+                torch.cuda.empty_cache()
 
             print(f"{name} [{size}]: sonic ...", file=sys.stderr)
             proc = subprocess.run([str(binary), "--dir", str(d), "--warmup", str(args.warmup),
@@ -510,7 +534,7 @@ def main():
                 continue
             result = json.loads(proc.stdout.strip().splitlines()[-1])
             diff = None
-            if stage.check:
+            if check:
                 from safetensors.torch import load_file
 
                 got = load_file(d / "output.safetensors")["output"]
@@ -529,7 +553,7 @@ def main():
             s_med = statistics.median(result["times_s"])
             rows.append(dict(stage=name, size=size, torch_s=t_med, sonic_s=s_med, ratio=s_med / t_med,
                              flops=flops, torch_times_s=torch_times, sonic_times_s=result["times_s"],
-                             max_abs_diff=diff, output_max_abs=scale if stage.check else None, agree=agree,
+                             max_abs_diff=diff, output_max_abs=scale if check else None, agree=agree,
                              load=os.getloadavg()[0]))
             r = rows[-1]
             print(f"  torch {t_med * 1e3:.2f} ms, sonic {s_med * 1e3:.2f} ms, ratio {r['ratio']:.2f}, "

@@ -125,14 +125,16 @@ pub fn attention_materialized<B: Backend>(
 /// Splits `[batch, len, heads * head_dim]` into `[batch, heads, len, head_dim]`.
 pub fn split_heads<B: Backend>(x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
     let [batch, len, width] = x.dims();
-    x.reshape([batch, len, heads, width / heads])
-        .swap_dims(1, 2)
+    super::cpu::contiguous(
+        x.reshape([batch, len, heads, width / heads])
+            .swap_dims(1, 2),
+    )
 }
 
 /// Merges `[batch, heads, len, head_dim]` back into `[batch, len, heads * head_dim]`.
 pub fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
     let [batch, heads, len, head_dim] = x.dims();
-    x.swap_dims(1, 2).reshape([batch, len, heads * head_dim])
+    super::cpu::contiguous(x.swap_dims(1, 2)).reshape([batch, len, heads * head_dim])
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Building blocks shared by several models.
 
 pub mod attention;
+pub mod conv;
+pub(crate) mod cpu;
 pub mod dtype;
 pub mod embeddings;
 pub mod norm;

@@ -8,7 +8,62 @@
 
 use burn::nn::GroupNorm;
 use burn::prelude::Backend;
+use burn::tensor::activation::silu;
 use burn::tensor::{DType, Tensor};
+
+/// `group_norm_silu(norm, x)`, the resnet pattern, in one kernel on the CPU backend
+/// (`nn::cpu::norm`, feature `flex`); burn's ops elsewhere.
+///
+/// # Shapes
+/// - `x`: `[batch, channels, ...]` (rank 3 or more)
+/// - returns the shape of `x`
+///
+/// # Panics
+/// As [`group_norm`].
+pub fn group_norm_silu<B: Backend, const D: usize>(
+    norm: &GroupNorm<B>,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    if let Some(y) = cpu_group_norm(norm, &x, true) {
+        return y;
+    }
+    silu(group_norm(norm, x))
+}
+
+/// The fused CPU kernel, or `None` where it does not apply (another backend, dtype or layout).
+#[cfg(feature = "flex")]
+fn cpu_group_norm<B: Backend, const D: usize>(
+    norm: &GroupNorm<B>,
+    x: &Tensor<B, D>,
+    silu: bool,
+) -> Option<Tensor<B, D>> {
+    use super::cpu::{from_flex, norm as kernel, to_flex};
+    let dims = x.dims();
+    if D < 3
+        || dims[1] != norm.num_channels
+        || norm.num_groups == 0
+        || !dims[1].is_multiple_of(norm.num_groups)
+    {
+        return None;
+    }
+    let xf = to_flex(x.clone()).ok()?;
+    let affine = match (&norm.gamma, &norm.beta) {
+        (Some(gamma), Some(beta)) => Some((to_flex(gamma.val()).ok()?, to_flex(beta.val()).ok()?)),
+        (None, None) => None,
+        _ => return None,
+    };
+    let args = kernel::GroupNormArgs {
+        batch: dims[0],
+        channels: dims[1],
+        spatial: dims[2..].iter().product(),
+        groups: norm.num_groups,
+        epsilon: norm.epsilon as f32,
+        affine: affine.as_ref().map(|(g, b)| (g.values(), b.values())),
+        silu,
+    };
+    Some(from_flex(kernel::group_norm(xf.values(), &args), dims))
+}
 
 /// Normalises `x` over `(channels / groups, rest...)` per batch entry and group, then applies
 /// the per-channel affine parameters of `norm`.
@@ -40,6 +95,10 @@ pub fn group_norm<B: Backend, const D: usize>(
         "group_norm: input has {channels} channels, the norm {}",
         norm.num_channels
     );
+    #[cfg(feature = "flex")]
+    if let Some(y) = cpu_group_norm(norm, &x, false) {
+        return y;
+    }
     let groups = norm.num_groups;
     let group_len = dims[1..].iter().product::<usize>() / groups;
     let dtype = x.dtype();

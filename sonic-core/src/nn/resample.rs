@@ -15,6 +15,8 @@ use burn::tensor::Tensor;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
+use super::conv::conv2d_forward;
+
 /// Where [`Downsample2D`] pads before its stride-2 convolution.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum DownsamplePadding {
@@ -70,7 +72,7 @@ impl<B: Backend> Downsample2D<B> {
     ///   `[n, out_channels, floor(h / 2), floor(w / 2)]` with bottom-right padding (the same
     ///   for even sizes)
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.conv.forward(x)
+        conv2d_forward(&self.conv, x)
     }
 }
 
@@ -113,6 +115,6 @@ impl<B: Backend> Upsample2D<B> {
         let [_, _, h, w] = x.dims();
         let size = output_size.unwrap_or([2 * h, 2 * w]);
         let x = interpolate(x, size, InterpolateOptions::new(InterpolateMode::Nearest));
-        self.conv.forward(x)
+        conv2d_forward(&self.conv, x)
     }
 }

@@ -14,10 +14,10 @@ use burn::nn::{
 use burn::prelude::Backend;
 use burn::tensor::Tensor;
 use burn::tensor::activation::{sigmoid, silu};
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
 
-use super::norm::group_norm;
+use super::conv::conv2d_forward;
+pub use super::conv::temporal_conv;
+use super::norm::group_norm_silu;
 
 /// Configuration of [`ResnetBlock2D`] (diffusers `ResnetBlock2D` with `time_embedding_norm
 /// = "default"`, SiLU, `output_scale_factor = 1`, no up/down sampling).
@@ -97,10 +97,10 @@ impl<B: Backend> ResnetBlock2D<B> {
         // The shortcut first: with a channel change, `x` is then no longer needed and its
         // buffer can be reused by the norm (the widest activation of a decoder level).
         let residual = match &self.conv_shortcut {
-            Some(conv) => conv.forward(x.clone()),
+            Some(conv) => conv2d_forward(conv, x.clone()),
             None => x.clone(),
         };
-        let h = self.conv1.forward(silu(group_norm(&self.norm1, x)));
+        let h = conv2d_forward(&self.conv1, group_norm_silu(&self.norm1, x));
         let h = match (&self.time_emb_proj, temb) {
             (Some(proj), Some(temb)) => {
                 let t = proj.forward(silu(temb)).unsqueeze_dims::<4>(&[2, 3]); // [n, c, 1, 1]
@@ -108,7 +108,7 @@ impl<B: Backend> ResnetBlock2D<B> {
             }
             _ => h,
         };
-        let h = self.conv2.forward(silu(group_norm(&self.norm2, h)));
+        let h = conv2d_forward(&self.conv2, group_norm_silu(&self.norm2, h));
         residual.add(h)
     }
 }
@@ -182,7 +182,7 @@ impl<B: Backend> TemporalResnetBlock<B> {
     /// - `temb`: `[b, f, temb_channels]` (ignored without `time_emb_proj`)
     /// - returns `[b, out_channels, f, h, w]`
     pub fn forward(&self, x: Tensor<B, 5>, temb: Option<Tensor<B, 3>>) -> Tensor<B, 5> {
-        let h = temporal_conv(&self.conv1, silu(group_norm(&self.norm1, x.clone())));
+        let h = temporal_conv(&self.conv1, group_norm_silu(&self.norm1, x.clone()));
         let h = match (&self.time_emb_proj, temb) {
             (Some(proj), Some(temb)) => {
                 // [b, f, c] -> [b, c, f, 1, 1]
@@ -194,36 +194,13 @@ impl<B: Backend> TemporalResnetBlock<B> {
             }
             _ => h,
         };
-        let h = temporal_conv(&self.conv2, silu(group_norm(&self.norm2, h)));
+        let h = temporal_conv(&self.conv2, group_norm_silu(&self.norm2, h));
         let residual = match &self.conv_shortcut {
             Some(conv) => temporal_conv(conv, x),
             None => x,
         };
         residual.add(h)
     }
-}
-
-/// Applies a Conv3d whose kernel is `(k, 1, 1)` with padding `(k/2, 0, 0)` (stride 1), as a 2-D
-/// convolution over `[b, c, f, h*w]` with kernel `(k, 1)`: the same sums, on the
-/// better-optimised op. Frames beyond the clip are zeros.
-///
-/// # Shapes
-/// - `x`: `[b, in_channels, f, h, w]`
-/// - returns `[b, out_channels, f, h, w]`
-pub fn temporal_conv<B: Backend>(conv: &Conv3d<B>, x: Tensor<B, 5>) -> Tensor<B, 5> {
-    let [b, _, f, h, w] = x.dims();
-    let weight = conv.weight.val();
-    let [out, cin, k, kh, kw] = weight.dims();
-    debug_assert!(kh == 1 && kw == 1, "temporal_conv needs a (k, 1, 1) kernel");
-    let weight = weight.reshape([out, cin, k, kh * kw]);
-    let options = ConvOptions::new([1, 1], [k / 2, 0], [1, 1], 1);
-    let y = conv2d(
-        x.reshape([b, cin, f, h * w]),
-        weight,
-        conv.bias.as_ref().map(Param::val),
-        options,
-    );
-    y.reshape([b, out, f, h, w])
 }
 
 /// How [`AlphaBlender`] turns its `mix_factor` into the spatial weight.
@@ -293,6 +270,15 @@ impl<B: Backend> AlphaBlender<B> {
         spatial: Tensor<B, D>,
         temporal: Tensor<B, D>,
     ) -> Tensor<B, D> {
+        #[cfg(feature = "flex")]
+        if super::cpu::is_flex::<B>() && spatial.dtype() == burn::tensor::DType::F32 {
+            use burn::tensor::ElementConversion;
+            // On the CPU the scalar read is free (on a GPU it would be a sync: never taken).
+            let alpha = self.alpha().into_scalar().elem::<f32>();
+            if let Some(out) = super::cpu::blend(&spatial, &temporal, alpha) {
+                return out;
+            }
+        }
         let alpha = self.alpha().cast(spatial.dtype()).reshape([1; D]);
         let beta = alpha.clone().neg().add_scalar(1.0);
         spatial.mul(alpha).add(temporal.mul(beta))

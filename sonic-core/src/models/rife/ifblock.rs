@@ -9,6 +9,8 @@ use burn::tensor::Tensor;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
+use crate::nn::conv::conv2d_forward;
+
 /// `conv(in, out, 3, stride, 1)` of the reference: 3x3 conv with bias, then a per-channel
 /// PReLU. Checkpoint keys `<i>.0.*` (conv) and `<i>.1.weight` (PReLU), see
 /// [`rife_key_action`](super::rife_key_action).
@@ -34,7 +36,7 @@ impl<B: Backend> ConvPrelu<B> {
     }
 
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.act.forward(self.conv.forward(x))
+        self.act.forward(conv2d_forward(&self.conv, x))
     }
 }
 

@@ -202,6 +202,15 @@ impl<B: Backend> AudioCrossAttention<B> {
         );
         let v_ip = split_heads(project(&self.processor.to_v_ip[0], audio), self.heads);
         let mut audio_out = merge_heads(attention(q, k_ip, v_ip, None, chunking)); // [g, q, C]
+        #[cfg(feature = "flex")]
+        if let Some(mixed) = crate::nn::cpu::audio_mix(
+            &audio_out,
+            mask.as_ref(),
+            self.audio_scale as f32,
+            &clip_out,
+        ) {
+            return project(&self.to_out[0], mixed);
+        }
         if let Some(mask) = mask {
             audio_out = audio_out * mask;
         }

@@ -66,7 +66,12 @@ impl<B: Backend> Geglu<B> {
                 )
             })
         };
-        half(0) * gelu(half(inner))
+        let (value, gate) = (half(0), half(inner));
+        #[cfg(feature = "flex")]
+        if let Some(out) = crate::nn::cpu::gelu_gate(&value, &gate) {
+            return out;
+        }
+        value * gelu(gate)
     }
 }
 

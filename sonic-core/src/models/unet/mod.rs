@@ -31,7 +31,6 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::prelude::Backend;
 use burn::tensor::Tensor;
-use burn::tensor::activation::silu;
 use serde::Deserialize;
 
 pub use blocks::{DownBlockType, UpBlockType};
@@ -40,8 +39,9 @@ pub use transformer::CrossAttentionContext;
 
 use super::ConfigError;
 use crate::nn::attention::AttentionChunking;
+use crate::nn::conv::conv2d_forward;
 use crate::nn::embeddings::{TimestepEmbedding, TimestepEmbeddingConfig, timestep_embedding};
-use crate::nn::norm::group_norm;
+use crate::nn::norm::group_norm_silu;
 use crate::weights::{Checkpoint, LoadError, LoadOptions, LoadReport, load_module};
 use blocks::{BlockConfig, DownBlock, UNetMidBlockSpatioTemporal, UpBlock};
 
@@ -568,9 +568,7 @@ impl<B: Backend> UNet<B> {
         );
 
         // 3. Down, mid, up with diffusers' skip order.
-        let mut x = self
-            .conv_in
-            .forward(sample.reshape([b * f, channels, h, w]));
+        let mut x = conv2d_forward(&self.conv_in, sample.reshape([b * f, channels, h, w]));
         let mut skips = vec![x.clone()];
         let mut down_outputs = Vec::new();
         for block in &self.down_blocks {
@@ -590,8 +588,8 @@ impl<B: Backend> UNet<B> {
         }
 
         // 4. Out.
-        let x = silu(group_norm(&self.conv_norm_out, x));
-        let x = self.conv_out.forward(x);
+        let x = group_norm_silu(&self.conv_norm_out, x);
+        let x = conv2d_forward(&self.conv_out, x);
         let [_, out_channels, _, _] = x.dims();
 
         let trace = mid_output.map(|mid_block| UNetTrace {

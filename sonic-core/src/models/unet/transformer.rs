@@ -13,6 +13,7 @@ use super::face_mask::FaceMask;
 use super::feed_forward::{FeedForward, FeedForwardConfig};
 use super::on_rows;
 use crate::nn::attention::AttentionChunking;
+use crate::nn::cpu::contiguous;
 use crate::nn::embeddings::{TimestepEmbedding, TimestepEmbeddingConfig, timestep_embedding};
 use crate::nn::norm::group_norm;
 use crate::nn::resnet::{AlphaBlender, MergeStrategy};
@@ -226,7 +227,7 @@ impl<B: Backend> TemporalBasicTransformerBlock<B> {
     pub fn forward(&self, x: Tensor<B, 4>, context: &CrossAttentionContext<B>) -> Tensor<B, 4> {
         let [b, f, tokens, dim] = x.dims();
         let chunking = context.chunking;
-        let x = x.swap_dims(1, 2).reshape([b * tokens, f, dim]); // [b*tokens, f, dim]
+        let x = contiguous(x.swap_dims(1, 2)).reshape([b * tokens, f, dim]); // [b*tokens, f, dim]
         let x = self.ff_in.forward(self.norm_in.forward(x.clone())).add(x);
         let x = self
             .attn1
@@ -319,9 +320,8 @@ impl<B: Backend> TransformerSpatioTemporal<B> {
         let tokens = h * w;
         let residual = x.clone();
 
-        let x = group_norm(&self.norm, x)
-            .permute([0, 2, 3, 1])
-            .reshape([bf, tokens, c]); // [b*f, h*w, C]
+        let x =
+            contiguous(group_norm(&self.norm, x).permute([0, 2, 3, 1])).reshape([bf, tokens, c]); // [b*f, h*w, C]
         let mut x = on_rows(x, |rows| self.proj_in.forward(rows));
 
         // Frame index 0..f within the window, embedded once and broadcast over batch and pixels.
@@ -351,9 +351,11 @@ impl<B: Backend> TransformerSpatioTemporal<B> {
                 .reshape([bf, tokens, c]);
         }
 
-        on_rows(x, |rows| self.proj_out.forward(rows))
-            .reshape([bf, h, w, c])
-            .permute([0, 3, 1, 2])
-            .add(residual)
+        contiguous(
+            on_rows(x, |rows| self.proj_out.forward(rows))
+                .reshape([bf, h, w, c])
+                .permute([0, 3, 1, 2]),
+        )
+        .add(residual)
     }
 }

@@ -9,6 +9,7 @@ use burn::prelude::Backend;
 use burn::tensor::Tensor;
 
 use crate::nn::attention::{AttentionChunking, attention, merge_heads, split_heads};
+use crate::nn::cpu::contiguous;
 use crate::nn::norm::group_norm;
 
 /// Configuration of [`SpatialSelfAttention`].
@@ -67,17 +68,16 @@ impl<B: Backend> SpatialSelfAttention<B> {
     /// - returns `[n, channels, h, w]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [n, c, h, w] = x.dims();
-        let tokens = group_norm(&self.group_norm, x.clone())
-            .reshape([n, c, h * w])
-            .swap_dims(1, 2); // [n, hw, c]
+        let tokens = contiguous(
+            group_norm(&self.group_norm, x.clone())
+                .reshape([n, c, h * w])
+                .swap_dims(1, 2),
+        ); // [n, hw, c]
         let q = split_heads(self.to_q.forward(tokens.clone()), self.heads);
         let k = split_heads(self.to_k.forward(tokens.clone()), self.heads);
         let v = split_heads(self.to_v.forward(tokens), self.heads);
         let out = merge_heads(attention(q, k, v, None, self.chunking)); // [n, hw, c]
-        let out = self.to_out[0]
-            .forward(out)
-            .swap_dims(1, 2)
-            .reshape([n, c, h, w]);
+        let out = contiguous(self.to_out[0].forward(out).swap_dims(1, 2)).reshape([n, c, h, w]);
         out.add(x)
     }
 }

@@ -8,12 +8,12 @@ use burn::nn::conv::{Conv2d, Conv3d, Conv3dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig3d};
 use burn::prelude::Backend;
 use burn::tensor::Tensor;
-use burn::tensor::activation::silu;
 
 use super::AutoencoderKLTemporalDecoderConfig;
 use super::attention::{SpatialSelfAttention, SpatialSelfAttentionConfig};
 use super::encoder::conv3x3;
-use crate::nn::norm::group_norm;
+use crate::nn::conv::conv2d_forward;
+use crate::nn::norm::group_norm_silu;
 use crate::nn::resample::{Upsample2D, Upsample2DConfig};
 use crate::nn::resnet::{
     SpatioTemporalResBlock, SpatioTemporalResBlockConfig, clips_to_frames, frames_to_clips,
@@ -157,15 +157,13 @@ impl<B: Backend> TemporalDecoder<B> {
     /// - `z`: `[b * num_frames, latent_channels, h, w]`
     /// - returns `[b * num_frames, out_channels, h * 2^(levels-1), w * 2^(levels-1)]`
     pub fn forward(&self, z: Tensor<B, 4>, num_frames: usize) -> Tensor<B, 4> {
-        let x = self.conv_in.forward(z);
+        let x = conv2d_forward(&self.conv_in, z);
         let x = self.mid_block.forward(x, num_frames);
         let x = self
             .up_blocks
             .iter()
             .fold(x, |x, b| b.forward(x, num_frames));
-        let x = self
-            .conv_out
-            .forward(silu(group_norm(&self.conv_norm_out, x)));
+        let x = conv2d_forward(&self.conv_out, group_norm_silu(&self.conv_norm_out, x));
         self.time_conv(x, num_frames)
     }
 

@@ -7,11 +7,11 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::prelude::Backend;
 use burn::tensor::Tensor;
-use burn::tensor::activation::silu;
 
 use super::AutoencoderKLTemporalDecoderConfig;
 use super::attention::{SpatialSelfAttention, SpatialSelfAttentionConfig};
-use crate::nn::norm::group_norm;
+use crate::nn::conv::conv2d_forward;
+use crate::nn::norm::group_norm_silu;
 use crate::nn::resample::{Downsample2D, Downsample2DConfig, DownsamplePadding};
 use crate::nn::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
 
@@ -154,10 +154,9 @@ impl<B: Backend> Encoder<B> {
     /// - returns `[n, 2 * latent_channels, h / 2^(levels-1), w / 2^(levels-1)]` (floored per
     ///   level)
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = self.conv_in.forward(x);
+        let x = conv2d_forward(&self.conv_in, x);
         let x = self.down_blocks.iter().fold(x, |x, b| b.forward(x));
         let x = self.mid_block.forward(x);
-        self.conv_out
-            .forward(silu(group_norm(&self.conv_norm_out, x)))
+        conv2d_forward(&self.conv_out, group_norm_silu(&self.conv_norm_out, x))
     }
 }

@@ -34,6 +34,7 @@ use serde::Deserialize;
 use self::decoder::TemporalDecoder;
 use self::encoder::Encoder;
 use super::ConfigError;
+use crate::nn::conv::conv2d_forward;
 use crate::weights::{Checkpoint, LoadError, LoadOptions, LoadReport, load_module};
 
 /// Frames decoded per chunk by Sonic (`decode_chunk_size` in `sonic.yaml`).
@@ -326,7 +327,7 @@ impl<B: Backend> AutoencoderKLTemporalDecoder<B> {
             });
         }
         let images = images.cast(self.encoder.conv_in.weight.val().dtype());
-        let moments = self.quant_conv.forward(self.encoder.forward(images));
+        let moments = conv2d_forward(&self.quant_conv, self.encoder.forward(images));
         let c = self.latent_channels;
         Ok(LatentDistribution {
             mean: moments.clone().narrow(1, 0, c),

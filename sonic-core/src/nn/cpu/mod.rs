@@ -1,0 +1,263 @@
+//! Hand-written CPU kernels for the ops that dominate a generation on burn's `Flex` backend.
+//!
+//! burn-flex runs every convolution as a layout change, tiled im2col copies and a GEMM per
+//! tile, and GroupNorm + SiLU as about eight separate memory passes with an allocation each
+//! (docs/performance.md, "Where sonic loses"). With the `flex` feature (which `sonic-backends`'
+//! `cpu` feature turns on), the model's convolutions and normalisations first try the kernels
+//! here, and fall back to burn's own ops for every other backend, dtype or geometry:
+//!
+//! - [`conv`]: stride-1 convolutions as *shifted GEMMs* on the zero-padded NCHW input: one
+//!   `gemm` call per kernel tap, reading the padded input in place (no im2col copy, no
+//!   NCHW/NHWC conversion), accumulating into the output chunk while it stays in cache.
+//! - [`layout`]: permuted views (head splits, frame/token transposes) materialised by rows
+//!   or tiles instead of burn-flex's element-by-element walk.
+//! - the GEGLU gate `a * gelu(g)` in one vectorised pass (burn-flex calls the scalar `erff`
+//!   per element, then multiplies in a second pass).
+//! - one-pass element-wise mixes: the spatio-temporal blend (whose temporal branch is a
+//!   permuted view) and the audio cross-attention's `audio * mask * scale + clip`, which
+//!   burn-flex runs as broadcast ops through its element-by-element iterator.
+//! - [`norm`]: GroupNorm with the affine parameters and an optional SiLU in one kernel: two
+//!   read passes for the statistics and one write pass.
+//!
+//! The dispatch is a type check: the backend is `burn::backend::Flex` and the tensor a
+//! contiguous f32 one. Nothing else changes for the callers; the parity suites run through
+//! these kernels on the CPU and through burn's ops on the other backends.
+//!
+//! `SONIC_CPU_KERNELS=burn` in the environment (read once per process) sends everything to
+//! burn's ops instead: the benches use it to measure the kernels against burn-flex in one run.
+
+#[cfg(feature = "flex")]
+pub(crate) mod conv;
+#[cfg(feature = "flex")]
+pub(crate) mod layout;
+#[cfg(feature = "flex")]
+pub(crate) mod norm;
+#[cfg(feature = "flex")]
+mod vector;
+
+#[cfg(feature = "flex")]
+pub(crate) use flex::{audio_mix, blend, contiguous, from_flex, gelu_gate, is_flex, to_flex};
+
+/// Without the `flex` feature: `x` as it is.
+#[cfg(not(feature = "flex"))]
+pub(crate) fn contiguous<B: burn::prelude::Backend, const D: usize>(
+    x: burn::tensor::Tensor<B, D>,
+) -> burn::tensor::Tensor<B, D> {
+    x
+}
+
+#[cfg(feature = "flex")]
+mod flex {
+    use std::any::{Any, TypeId};
+    use std::sync::OnceLock;
+
+    use burn::prelude::Backend;
+    use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+    use burn_flex::{Flex, FlexTensor};
+
+    /// A contiguous f32 tensor of the `Flex` backend, taken out of its `Tensor` wrapper.
+    pub(crate) struct FlexF32(FlexTensor);
+
+    impl FlexF32 {
+        /// The values, in row-major order.
+        pub(crate) fn values(&self) -> &[f32] {
+            self.0
+                .as_slice::<f32>()
+                .expect("FlexF32 is contiguous f32 by construction")
+        }
+    }
+
+    /// Whether the kernels are on: unless `SONIC_CPU_KERNELS` is `burn`.
+    fn enabled() -> bool {
+        static ENABLED: OnceLock<bool> = OnceLock::new();
+        *ENABLED.get_or_init(|| {
+            let on = std::env::var("SONIC_CPU_KERNELS").map_or(true, |v| v != "burn");
+            tracing::debug!(on, "sonic's CPU kernels (SONIC_CPU_KERNELS)");
+            on
+        })
+    }
+
+    /// Whether `B` is `Flex` and the kernels are on.
+    pub(crate) fn is_flex<B: Backend>() -> bool {
+        TypeId::of::<B>() == TypeId::of::<Flex>() && enabled()
+    }
+
+    /// `x` as a [`FlexF32`] when `B` is `Flex`, `x` is a contiguous f32 tensor and the kernels
+    /// are on; otherwise `x` back, untouched, for the generic path.
+    pub(crate) fn to_flex<B: Backend, const D: usize>(
+        x: Tensor<B, D>,
+    ) -> Result<FlexF32, Tensor<B, D>> {
+        if TypeId::of::<B>() != TypeId::of::<Flex>() || x.dtype() != DType::F32 || !enabled() {
+            return Err(x);
+        }
+        match x.into_primitive() {
+            TensorPrimitive::Float(primitive) => {
+                let boxed: Box<dyn Any> = Box::new(primitive);
+                let tensor = *boxed
+                    .downcast::<FlexTensor>()
+                    .expect("B is Flex, so its float primitive is a FlexTensor");
+                if tensor.as_slice::<f32>().is_some() {
+                    Ok(FlexF32(tensor))
+                } else {
+                    Err(from_primitive(tensor))
+                }
+            }
+            quantized => Err(Tensor::from_primitive(quantized)),
+        }
+    }
+
+    /// `x` with contiguous storage: on `Flex` (f32, kernels on), a permuted view is copied by
+    /// [`super::layout::contiguous`]; everything else is returned as it is (other backends
+    /// handle views themselves).
+    pub(crate) fn contiguous<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+        if TypeId::of::<B>() != TypeId::of::<Flex>() || x.dtype() != DType::F32 || !enabled() {
+            return x;
+        }
+        let dims = x.dims();
+        match x.into_primitive() {
+            TensorPrimitive::Float(primitive) => {
+                let boxed: Box<dyn Any> = Box::new(primitive);
+                let tensor = *boxed
+                    .downcast::<FlexTensor>()
+                    .expect("B is Flex, so its float primitive is a FlexTensor");
+                let layout = tensor.layout();
+                if tensor.as_slice::<f32>().is_some() || layout.strides().iter().any(|&s| s < 0) {
+                    return from_primitive(tensor);
+                }
+                let values = super::layout::contiguous(
+                    tensor.storage::<f32>(),
+                    &dims,
+                    layout.strides(),
+                    layout.start_offset(),
+                );
+                from_flex(values, dims)
+            }
+            quantized => Tensor::from_primitive(quantized),
+        }
+    }
+
+    /// `a * gelu(g)` in one pass on `Flex` (f32, contiguous, same shape), or `None`.
+    pub(crate) fn gelu_gate<B: Backend, const D: usize>(
+        a: &Tensor<B, D>,
+        g: &Tensor<B, D>,
+    ) -> Option<Tensor<B, D>> {
+        let dims = a.dims();
+        if g.dims() != dims {
+            return None;
+        }
+        let (a, g) = (to_flex(a.clone()).ok()?, to_flex(g.clone()).ok()?);
+        let mut out = vec![0f32; a.values().len()];
+        use rayon::prelude::*;
+        const CHUNK: usize = 1 << 14;
+        out.par_chunks_mut(CHUNK)
+            .zip(
+                a.values()
+                    .par_chunks(CHUNK)
+                    .zip(g.values().par_chunks(CHUNK)),
+            )
+            .for_each(|(d, (a, g))| super::vector::gelu_gate(a, g, d));
+        Some(from_flex(out, dims))
+    }
+
+    /// `alpha * spatial + (1 - alpha) * temporal` in one pass on `Flex` (f32, same shape; the
+    /// temporal branch may be a permuted view, copied by rows first), or `None`.
+    pub(crate) fn blend<B: Backend, const D: usize>(
+        spatial: &Tensor<B, D>,
+        temporal: &Tensor<B, D>,
+        alpha: f32,
+    ) -> Option<Tensor<B, D>> {
+        let dims = spatial.dims();
+        if temporal.dims() != dims {
+            return None;
+        }
+        let s = to_flex(spatial.clone()).ok()?;
+        let t = to_flex(contiguous(temporal.clone())).ok()?;
+        let beta = 1.0 - alpha;
+        let mut out = vec![0f32; s.values().len()];
+        use rayon::prelude::*;
+        const CHUNK: usize = 1 << 14;
+        out.par_chunks_mut(CHUNK)
+            .zip(
+                s.values()
+                    .par_chunks(CHUNK)
+                    .zip(t.values().par_chunks(CHUNK)),
+            )
+            .for_each(|(d, (s, t))| {
+                for ((d, &s), &t) in d.iter_mut().zip(s).zip(t) {
+                    *d = s * alpha + t * beta;
+                }
+            });
+        Some(from_flex(out, dims))
+    }
+
+    /// The audio cross-attention's output mix, `audio * mask * scale + clip`, in one pass on
+    /// `Flex`, or `None`.
+    ///
+    /// # Shapes
+    /// - `audio`: `[g, q, c]`
+    /// - `mask`: `[1, q, 1]` (per query)
+    /// - `clip`: `[g, 1, c]` (broadcast over the queries) or `[g, q, c]`
+    pub(crate) fn audio_mix<B: Backend>(
+        audio: &Tensor<B, 3>,
+        mask: Option<&Tensor<B, 3>>,
+        scale: f32,
+        clip: &Tensor<B, 3>,
+    ) -> Option<Tensor<B, 3>> {
+        let [g, q, c] = audio.dims();
+        let [cg, cq, cc] = clip.dims();
+        if cg != g || cc != c || (cq != 1 && cq != q) {
+            return None;
+        }
+        if mask.is_some_and(|mask| mask.dims() != [1, q, 1]) {
+            return None;
+        }
+        let a = to_flex(audio.clone()).ok()?;
+        let m = match mask {
+            Some(mask) => Some(to_flex(mask.clone()).ok()?),
+            None => None,
+        };
+        let k = to_flex(clip.clone()).ok()?;
+        let (a, k) = (a.values(), k.values());
+        let m = m.as_ref().map(|m| m.values());
+        let mut out = vec![0f32; g * q * c];
+        use rayon::prelude::*;
+        out.par_chunks_mut(c).enumerate().for_each(|(row, d)| {
+            let (gi, qi) = (row / q, row % q);
+            let src = &a[row * c..(row + 1) * c];
+            let clip_row = if cq == 1 { gi } else { row };
+            let add = &k[clip_row * c..(clip_row + 1) * c];
+            match m {
+                // Same order as the composed ops: ((audio * mask) * scale) + clip.
+                Some(m) => {
+                    let mq = m[qi];
+                    for ((d, &v), &ad) in d.iter_mut().zip(src).zip(add) {
+                        *d = v * mq * scale + ad;
+                    }
+                }
+                None => {
+                    for ((d, &v), &ad) in d.iter_mut().zip(src).zip(add) {
+                        *d = v * scale + ad;
+                    }
+                }
+            }
+        });
+        Some(from_flex(out, [g, q, c]))
+    }
+
+    fn from_primitive<B: Backend, const D: usize>(tensor: FlexTensor) -> Tensor<B, D> {
+        let boxed: Box<dyn Any> = Box::new(tensor);
+        let primitive = *boxed
+            .downcast::<B::FloatTensorPrimitive>()
+            .expect("only called when B is Flex");
+        Tensor::from_primitive(TensorPrimitive::Float(primitive))
+    }
+
+    /// A tensor of `B` (which is `Flex`: only called after a successful [`to_flex`]) holding
+    /// `values` in row-major order with `shape`.
+    pub(crate) fn from_flex<B: Backend, const D: usize>(
+        values: Vec<f32>,
+        shape: [usize; D],
+    ) -> Tensor<B, D> {
+        from_primitive(FlexTensor::from_data(TensorData::new(values, shape)))
+    }
+}
