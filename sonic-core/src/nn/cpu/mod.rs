@@ -146,16 +146,7 @@ mod flex {
             return None;
         }
         let (a, g) = (to_flex(a.clone()).ok()?, to_flex(g.clone()).ok()?);
-        let mut out = vec![0f32; a.values().len()];
-        use rayon::prelude::*;
-        const CHUNK: usize = 1 << 14;
-        out.par_chunks_mut(CHUNK)
-            .zip(
-                a.values()
-                    .par_chunks(CHUNK)
-                    .zip(g.values().par_chunks(CHUNK)),
-            )
-            .for_each(|(d, (a, g))| super::vector::gelu_gate(a, g, d));
+        let out = zip_map(a.values(), g.values(), super::vector::gelu_gate);
         Some(from_flex(out, dims))
     }
 
@@ -173,20 +164,11 @@ mod flex {
         let s = to_flex(spatial.clone()).ok()?;
         let t = to_flex(contiguous(temporal.clone())).ok()?;
         let beta = 1.0 - alpha;
-        let mut out = vec![0f32; s.values().len()];
-        use rayon::prelude::*;
-        const CHUNK: usize = 1 << 14;
-        out.par_chunks_mut(CHUNK)
-            .zip(
-                s.values()
-                    .par_chunks(CHUNK)
-                    .zip(t.values().par_chunks(CHUNK)),
-            )
-            .for_each(|(d, (s, t))| {
-                for ((d, &s), &t) in d.iter_mut().zip(s).zip(t) {
-                    *d = s * alpha + t * beta;
-                }
-            });
+        let out = zip_map(s.values(), t.values(), |s, t, d| {
+            for ((d, &s), &t) in d.iter_mut().zip(s).zip(t) {
+                *d = s * alpha + t * beta;
+            }
+        });
         Some(from_flex(out, dims))
     }
 
@@ -242,6 +224,19 @@ mod flex {
             }
         });
         Some(from_flex(out, [g, q, c]))
+    }
+
+    /// `f(a_chunk, b_chunk, out_chunk)` over matching chunks of two equally long slices, in
+    /// parallel: the element-wise kernels' common loop.
+    fn zip_map(a: &[f32], b: &[f32], f: impl Fn(&[f32], &[f32], &mut [f32]) + Sync) -> Vec<f32> {
+        use rayon::prelude::*;
+        const CHUNK: usize = 1 << 14;
+        debug_assert_eq!(a.len(), b.len());
+        let mut out = vec![0f32; a.len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(|(d, (a, b))| f(a, b, d));
+        out
     }
 
     fn from_primitive<B: Backend, const D: usize>(tensor: FlexTensor) -> Tensor<B, D> {

@@ -35,9 +35,8 @@ pub(crate) fn group_norm(x: &[f32], args: &GroupNormArgs<'_>) -> Vec<f32> {
         channels,
         spatial,
         groups,
-        epsilon,
         affine,
-        silu,
+        ..
     } = *args;
     assert!(
         groups > 0 && channels % groups == 0,
@@ -66,47 +65,33 @@ pub(crate) fn group_norm(x: &[f32], args: &GroupNormArgs<'_>) -> Vec<f32> {
         .enumerate()
         .for_each(|(task, (dst, src))| {
             let first_channel = (task % groups) * per_group;
-            normalize_group(src, dst, spatial, first_channel, epsilon, affine, silu);
+            normalize_group(src, dst, first_channel, args);
         });
     out
 }
 
-fn normalize_group(
-    src: &[f32],
-    dst: &mut [f32],
-    spatial: usize,
-    first_channel: usize,
-    epsilon: f32,
-    affine: Option<(&[f32], &[f32])>,
-    silu: bool,
-) {
-    dispatch!(|src: &[f32],
-               dst: &mut [f32],
-               spatial: usize,
-               first_channel: usize,
-               epsilon: f32,
-               affine: Option<(&[f32], &[f32])>,
-               silu: bool| normalize_group_body(
-        src,
-        dst,
-        spatial,
-        first_channel,
-        epsilon,
-        affine,
-        silu
-    ))
+fn normalize_group(src: &[f32], dst: &mut [f32], first_channel: usize, args: &GroupNormArgs<'_>) {
+    dispatch!(
+        |src: &[f32], dst: &mut [f32], first_channel: usize, args: &GroupNormArgs<'_>| {
+            normalize_group_body(src, dst, first_channel, args)
+        }
+    )
 }
 
 #[inline(always)]
 fn normalize_group_body(
     src: &[f32],
     dst: &mut [f32],
-    spatial: usize,
     first_channel: usize,
-    epsilon: f32,
-    affine: Option<(&[f32], &[f32])>,
-    silu: bool,
+    args: &GroupNormArgs<'_>,
 ) {
+    let GroupNormArgs {
+        spatial,
+        epsilon,
+        affine,
+        silu,
+        ..
+    } = *args;
     let len = src.len() as f64;
     let mean = (vector::sum(src) / len) as f32;
     let var = (vector::sum_sq_dev(src, mean) / len) as f32;
