@@ -131,6 +131,22 @@ fn free_port() -> Result<u16, HarnessError> {
         })
 }
 
+/// Whether the listener at `addr` speaks first with NATS's `INFO {...}` greeting.
+fn greets_as_nats(addr: &SocketAddr) -> bool {
+    use std::io::Read;
+    let Ok(mut stream) = TcpStream::connect_timeout(addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    if stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .is_err()
+    {
+        return false;
+    }
+    let mut greeting = [0u8; 5];
+    stream.read_exact(&mut greeting).is_ok() && &greeting == b"INFO "
+}
+
 fn log_tail(path: &Path) -> String {
     let mut text = String::new();
     if let Ok(mut file) = File::open(path) {
@@ -220,14 +236,21 @@ impl NatsServer {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(not_ready(format!("it exited with {status}")));
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            // Ours, not whatever else took the port between the probe and the start (a
+            // parallel test's listener accepts connections too, and our server then exits
+            // with "address already in use"): our server's log says it is ready, the port
+            // greets with a NATS `INFO` line, and our process is still running after that.
+            if std::fs::read_to_string(&log_path).is_ok_and(|log| log.contains("Server is ready"))
+                && greets_as_nats(&addr)
+                && matches!(child.try_wait(), Ok(None))
+            {
                 return Ok((child, port));
             }
             if started.elapsed() > READY_TIMEOUT {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(not_ready(format!(
-                    "no connection accepted within {READY_TIMEOUT:?}"
+                    "not ready (log, NATS greeting) within {READY_TIMEOUT:?}"
                 )));
             }
             std::thread::sleep(Duration::from_millis(25));
