@@ -824,8 +824,11 @@ mod tests {
     /// file name's extension).
     fn portrait_as(ext: &str) -> Vec<u8> {
         let picture = sonic_media::image::decode_image(&portrait(), "portrait.png").unwrap();
+        // One file per call: tests run in parallel and two of them re-encode the same format.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!(
-            "sonic-http-inputs-{}-{ext}.{ext}",
+            "sonic-http-inputs-{}-{call}.{ext}",
             std::process::id()
         ));
         picture.save(&path).unwrap();
