@@ -315,7 +315,7 @@ impl<B: Backend> LoadMapper<'_, B> {
     }
 }
 
-/// `[rows, cols]` -> `[cols, rows]`, element bytes moved as they are (any dtype).
+/// `[rows, cols]` -> `[cols, rows]`, elements moved as they are (any dtype).
 fn transpose_2d(data: TensorData) -> Result<TensorData, String> {
     let &[rows, cols] = data.shape.as_slice() else {
         return Err(format!(
@@ -323,25 +323,56 @@ fn transpose_2d(data: TensorData) -> Result<TensorData, String> {
             data.shape
         ));
     };
-    let bytes = data.as_bytes();
-    let out = match data.dtype.size() {
-        1 => transpose_elements::<1>(bytes, rows, cols),
-        2 => transpose_elements::<2>(bytes, rows, cols),
-        4 => transpose_elements::<4>(bytes, rows, cols),
-        8 => transpose_elements::<8>(bytes, rows, cols),
-        other => return Err(format!("cannot transpose elements of {other} bytes")),
-    };
-    Ok(TensorData::from_bytes_vec(out, [cols, rows], data.dtype))
+    // The float dtypes stay typed: a byte vector would be copied once more by burn into an
+    // aligned allocation (every page faulted in twice).
+    match data.dtype {
+        DType::F32 => transpose_typed::<f32>(&data, rows, cols),
+        DType::F64 => transpose_typed::<f64>(&data, rows, cols),
+        DType::F16 => transpose_typed::<half::f16>(&data, rows, cols),
+        DType::BF16 => transpose_typed::<half::bf16>(&data, rows, cols),
+        dtype => {
+            let bytes = data.as_bytes();
+            let out = match dtype.size() {
+                1 => transpose_tiled(bytes.as_chunks::<1>().0, rows, cols).into_flattened(),
+                2 => transpose_tiled(bytes.as_chunks::<2>().0, rows, cols).into_flattened(),
+                4 => transpose_tiled(bytes.as_chunks::<4>().0, rows, cols).into_flattened(),
+                8 => transpose_tiled(bytes.as_chunks::<8>().0, rows, cols).into_flattened(),
+                other => return Err(format!("cannot transpose elements of {other} bytes")),
+            };
+            Ok(TensorData::from_bytes_vec(out, [cols, rows], dtype))
+        }
+    }
 }
 
-/// The transpose of a row-major `[rows, cols]` matrix of `N`-byte elements, in square tiles
-/// so that both the reads and the writes stay within a few cache lines per row (a released
-/// UNet has ~1,000 Linear weights, up to 5120 x 1280, transposed once at load).
-fn transpose_elements<const N: usize>(bytes: &[u8], rows: usize, cols: usize) -> Vec<u8> {
+fn transpose_typed<E: burn::tensor::Element>(
+    data: &TensorData,
+    rows: usize,
+    cols: usize,
+) -> Result<TensorData, String> {
+    let src = data
+        .as_slice::<E>()
+        .map_err(|e| format!("cannot read the weight as {:?}: {e:?}", data.dtype))?;
+    Ok(TensorData::new(
+        transpose_tiled(src, rows, cols),
+        [cols, rows],
+    ))
+}
+
+/// The transpose of a row-major `[rows, cols]` matrix, in square tiles so that both the reads
+/// and the writes stay within a few cache lines per row (a released UNet has ~1,000 Linear
+/// weights, up to 5120 x 1280, transposed once at load).
+///
+/// # Panics
+/// If `src` does not hold `rows * cols` elements.
+fn transpose_tiled<E: Copy>(src: &[E], rows: usize, cols: usize) -> Vec<E> {
     const TILE: usize = 32;
-    let (src, rest) = bytes.as_chunks::<N>();
-    debug_assert!(rest.is_empty() && src.len() == rows * cols);
-    let mut out = vec![[0u8; N]; rows * cols];
+    assert_eq!(
+        src.len(),
+        rows * cols,
+        "transpose of a [{rows}, {cols}] matrix"
+    );
+    let mut out = Vec::with_capacity(rows * cols);
+    let slots = &mut out.spare_capacity_mut()[..rows * cols];
     for r0 in (0..rows).step_by(TILE) {
         let r1 = (r0 + TILE).min(rows);
         for c0 in (0..cols).step_by(TILE) {
@@ -349,12 +380,14 @@ fn transpose_elements<const N: usize>(bytes: &[u8], rows: usize, cols: usize) ->
             for r in r0..r1 {
                 let row = &src[r * cols..(r + 1) * cols];
                 for c in c0..c1 {
-                    out[c * rows + r] = row[c];
+                    slots[c * rows + r].write(row[c]);
                 }
             }
         }
     }
-    out.into_flattened()
+    // SAFETY: the tiles cover every (r, c) once, so all `rows * cols` slots were written.
+    unsafe { out.set_len(rows * cols) };
+    out
 }
 
 impl<B: Backend> ModuleMapper<B> for LoadMapper<'_, B> {
@@ -443,6 +476,17 @@ mod tests {
                 assert_eq!(t[c * rows + r], (r * cols + c) as f32, "({r}, {c})");
             }
         }
+
+        // Through the byte path (an integer dtype), larger than a tile.
+        let ints: Vec<i16> = (0..rows * cols).map(|i| i as i16).collect();
+        let t = transpose_2d(TensorData::new(ints, [rows, cols])).unwrap();
+        assert_eq!(
+            (t.shape.as_slice(), t.dtype),
+            (&[cols, rows][..], DType::I16)
+        );
+        let t = t.to_vec::<i16>().unwrap();
+        assert_eq!(t[3 * rows + 2], (2 * cols + 3) as i16);
+        assert_eq!(t[(cols - 1) * rows + rows - 1], (rows * cols - 1) as i16);
 
         let err = transpose_2d(TensorData::new(vec![1.0f32; 8], [2, 2, 2])).unwrap_err();
         assert!(err.contains("[2, 2, 2]"), "{err}");
