@@ -624,10 +624,11 @@ fn a_worker_renders_what_submit_puts_on_the_queue() {
 fn kill_nine_soak_gives_every_job_exactly_one_video() {
     use std::process::{Child, Stdio};
     use std::time::{Duration, Instant, SystemTime};
-    let _turn = one_fleet_at_a_time();
 
     use sonic::storage::{JobRef, JobStatus, Storage};
     use sonic_service::{JobPhase, Queue, QueueConfig, UploadInput, submit_job};
+
+    let _turn = one_fleet_at_a_time();
 
     const JOBS: usize = 30;
     const WORKERS: usize = 3;
@@ -902,10 +903,11 @@ fn kill_nine_soak_gives_every_job_exactly_one_video() {
 fn cancel_stops_a_running_job_and_sigterm_hands_one_to_another_worker() {
     use std::process::Stdio;
     use std::time::{Duration, Instant};
-    let _turn = one_fleet_at_a_time();
 
     use sonic::storage::{JobRef, JobStatus, Storage};
     use sonic_service::{JobPhase, JobState, Queue, QueueConfig, UploadInput, submit_job};
+
+    let _turn = one_fleet_at_a_time();
 
     let nats = sonic_service::testing::NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
