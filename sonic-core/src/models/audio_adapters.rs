@@ -14,6 +14,7 @@ use burn::prelude::Backend;
 use burn::tensor::Tensor;
 use burn::tensor::activation::{relu, silu};
 
+use crate::nn::cpu::linear;
 use crate::weights::{Checkpoint, LoadError, LoadOptions, LoadReport, load_module};
 
 /// Configuration of [`Audio2Token`] (Sonic's `AudioProjModel`).
@@ -87,12 +88,10 @@ impl<B: Backend> Audio2Token<B> {
         let [batch, frames, seq_len, blocks, channels] = audio_window.dims();
         // Token-major flatten, as the reference's `view`: idx = (w * blocks + b) * channels + c.
         let x = audio_window.reshape([batch * frames, seq_len * blocks * channels]);
-        let x = relu(self.proj1.forward(x));
-        let x = relu(self.proj2.forward(x));
+        let x = relu(linear(&self.proj1, x));
+        let x = relu(linear(&self.proj2, x));
         let tokens =
-            self.proj3
-                .forward(x)
-                .reshape([batch * frames, self.context_tokens, self.output_dim]);
+            linear(&self.proj3, x).reshape([batch * frames, self.context_tokens, self.output_dim]);
         self.norm
             .forward(tokens)
             .reshape([batch, frames, self.context_tokens, self.output_dim])
@@ -179,11 +178,9 @@ impl<B: Backend> Audio2Bucket<B> {
             .expand([batch, frames, clip_channels])
             .reshape([batch * frames, clip_channels]);
         let x = Tensor::cat(vec![audio, clip], 1); // [b*f, seq_len*blocks*channels + clip]
-        let x = silu(self.proj1.forward(x));
-        let x = silu(self.proj2.forward(x));
-        self.proj3
-            .forward(x)
-            .reshape([batch, frames, self.context_tokens, self.output_dim])
+        let x = silu(linear(&self.proj1, x));
+        let x = silu(linear(&self.proj2, x));
+        linear(&self.proj3, x).reshape([batch, frames, self.context_tokens, self.output_dim])
     }
 
     /// Motion buckets as Sonic feeds them to the UNet: `raw * 16 + 16`.

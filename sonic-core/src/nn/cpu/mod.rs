@@ -31,12 +31,16 @@ pub(crate) mod conv;
 #[cfg(feature = "flex")]
 pub(crate) mod layout;
 #[cfg(feature = "flex")]
+pub(crate) mod matmul;
+#[cfg(feature = "flex")]
 pub(crate) mod norm;
 #[cfg(feature = "flex")]
 mod vector;
 
 #[cfg(feature = "flex")]
-pub(crate) use flex::{audio_mix, blend, contiguous, from_flex, gelu_gate, is_flex, to_flex};
+pub(crate) use flex::{
+    audio_mix, blend, contiguous, from_flex, gelu_gate, is_flex, linear, to_flex,
+};
 
 /// Without the `flex` feature: `x` as it is.
 #[cfg(not(feature = "flex"))]
@@ -44,6 +48,15 @@ pub(crate) fn contiguous<B: burn::prelude::Backend, const D: usize>(
     x: burn::tensor::Tensor<B, D>,
 ) -> burn::tensor::Tensor<B, D> {
     x
+}
+
+/// Without the `flex` feature: `layer.forward(x)`.
+#[cfg(not(feature = "flex"))]
+pub(crate) fn linear<B: burn::prelude::Backend, const D: usize>(
+    layer: &burn::nn::Linear<B>,
+    x: burn::tensor::Tensor<B, D>,
+) -> burn::tensor::Tensor<B, D> {
+    layer.forward(x)
 }
 
 #[cfg(feature = "flex")]
@@ -133,6 +146,45 @@ mod flex {
                 from_flex(values, dims)
             }
             quantized => Tensor::from_primitive(quantized),
+        }
+    }
+
+    /// `layer.forward(x)`; on `Flex` (f32, contiguous, kernels on) with at most
+    /// [`super::matmul::MAX_ROWS`] rows in `x`, through [`super::matmul::few_rows`].
+    ///
+    /// # Shapes
+    /// - `x`: `[..., d_input]`
+    /// - returns `[..., d_output]`
+    pub(crate) fn linear<B: Backend, const D: usize>(
+        layer: &burn::nn::Linear<B>,
+        x: Tensor<B, D>,
+    ) -> Tensor<B, D> {
+        let dims = x.dims();
+        let [k, n] = layer.weight.dims();
+        let m: usize = dims[..D - 1].iter().product();
+        if !is_flex::<B>() || dims[D - 1] != k || m == 0 || m > super::matmul::MAX_ROWS {
+            return layer.forward(x);
+        }
+        let Ok(weight) = to_flex(layer.weight.val()) else {
+            return layer.forward(x);
+        };
+        let bias = match layer.bias.as_ref().map(|bias| to_flex(bias.val())) {
+            None => None,
+            Some(Ok(bias)) => Some(bias),
+            Some(Err(_)) => return layer.forward(x),
+        };
+        let x = match to_flex(x) {
+            Ok(x) => x,
+            Err(x) => return layer.forward(x),
+        };
+        let bias = bias.as_ref().map(FlexF32::values);
+        match super::matmul::few_rows(x.values(), weight.values(), bias, m, k, n) {
+            Some(out) => {
+                let mut shape = dims;
+                shape[D - 1] = n;
+                from_flex(out, shape)
+            }
+            None => layer.forward(from_primitive(x.0)),
         }
     }
 
