@@ -16,6 +16,10 @@
 //! - one-pass element-wise mixes: the spatio-temporal blend (whose temporal branch is a
 //!   permuted view) and the audio cross-attention's `audio * mask * scale + clip`, which
 //!   burn-flex runs as broadcast ops through its element-by-element iterator.
+//! - [`sdpa`]: unmasked attention as two GEMMs per block of query rows with a
+//!   vectorised softmax between them (burn-flex's calls libm's `expf` per score).
+//! - [`matmul`]: products with few rows (the audio adapters' projections) through an AVX-512
+//!   micro-kernel that streams the weight a few rows at a time.
 //! - [`norm`]: GroupNorm with the affine parameters and an optional SiLU in one kernel: two
 //!   read passes for the statistics and one write pass.
 //!
@@ -35,11 +39,13 @@ pub(crate) mod matmul;
 #[cfg(feature = "flex")]
 pub(crate) mod norm;
 #[cfg(feature = "flex")]
+pub(crate) mod sdpa;
+#[cfg(feature = "flex")]
 mod vector;
 
 #[cfg(feature = "flex")]
 pub(crate) use flex::{
-    audio_mix, blend, contiguous, from_flex, gelu_gate, is_flex, linear, to_flex,
+    attention, audio_mix, blend, contiguous, from_flex, gelu_gate, is_flex, linear, to_flex,
 };
 
 /// Without the `flex` feature: `x` as it is.
@@ -48,6 +54,17 @@ pub(crate) fn contiguous<B: burn::prelude::Backend, const D: usize>(
     x: burn::tensor::Tensor<B, D>,
 ) -> burn::tensor::Tensor<B, D> {
     x
+}
+
+/// Without the `flex` feature: `None` (burn's attention runs).
+#[cfg(not(feature = "flex"))]
+pub(crate) fn attention<B: burn::prelude::Backend>(
+    _q: &burn::tensor::Tensor<B, 4>,
+    _k: &burn::tensor::Tensor<B, 4>,
+    _v: &burn::tensor::Tensor<B, 4>,
+    _scale: Option<f64>,
+) -> Option<burn::tensor::Tensor<B, 4>> {
+    None
 }
 
 /// Without the `flex` feature: `layer.forward(x)`.
@@ -186,6 +203,47 @@ mod flex {
             }
             None => layer.forward(from_primitive(x.0)),
         }
+    }
+
+    /// `softmax(q kᵀ · scale) v` (no mask; `scale` defaults to `1/sqrt(head_dim)`) through
+    /// [`super::sdpa::attention`] on `Flex` (f32, contiguous, kernels on), or `None`.
+    ///
+    /// # Shapes
+    /// - `q`: `[batch, heads, len_q, head_dim]`
+    /// - `k`: `[batch, heads, len_k, head_dim]`
+    /// - `v`: `[batch, heads, len_k, v_dim]`
+    /// - returns `[batch, heads, len_q, v_dim]`
+    pub(crate) fn attention<B: Backend>(
+        q: &Tensor<B, 4>,
+        k: &Tensor<B, 4>,
+        v: &Tensor<B, 4>,
+        scale: Option<f64>,
+    ) -> Option<Tensor<B, 4>> {
+        let [batch, heads, len_q, head_dim] = q.dims();
+        let [kb, kh, len_k, kd] = k.dims();
+        let [vb, vh, vl, v_dim] = v.dims();
+        if !is_flex::<B>()
+            || [kb, kh, kd] != [batch, heads, head_dim]
+            || [vb, vh, vl] != [batch, heads, len_k]
+            || len_k == 0
+        {
+            return None;
+        }
+        let (q, k, v) = (
+            to_flex(q.clone()).ok()?,
+            to_flex(k.clone()).ok()?,
+            to_flex(v.clone()).ok()?,
+        );
+        let scale = scale.unwrap_or_else(|| 1.0 / (head_dim as f64).sqrt()) as f32;
+        let heads_shape = super::sdpa::Heads {
+            groups: batch * heads,
+            len_q,
+            len_k,
+            head_dim,
+            v_dim,
+        };
+        let out = super::sdpa::attention(q.values(), k.values(), v.values(), heads_shape, scale);
+        Some(from_flex(out, [batch, heads, len_q, v_dim]))
     }
 
     /// `a * gelu(g)` in one pass on `Flex` (f32, contiguous, same shape), or `None`.

@@ -100,6 +100,45 @@ pub(crate) fn gelu_gate(a: &[f32], g: &[f32], dst: &mut [f32]) {
     })
 }
 
+/// Every `len`-long row of `rows` replaced by its softmax, `e^(x - max) / sum`: a max pass,
+/// an exp-and-sum pass and a scaling pass, each 16 lanes wide.
+pub(crate) fn softmax_rows(rows: &mut [f32], len: usize) {
+    debug_assert!(len > 0 && rows.len() % len == 0);
+    dispatch!(|rows: &mut [f32], len: usize| {
+        for row in rows.chunks_exact_mut(len) {
+            let mut lanes = [f32::NEG_INFINITY; 16];
+            let mut chunks = row.chunks_exact(16);
+            for chunk in &mut chunks {
+                for (lane, &v) in lanes.iter_mut().zip(chunk) {
+                    *lane = if v > *lane { v } else { *lane };
+                }
+            }
+            let max = chunks
+                .remainder()
+                .iter()
+                .chain(&lanes)
+                .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+            let mut sums = [0f32; 16];
+            let mut chunks = row.chunks_exact_mut(16);
+            for chunk in &mut chunks {
+                for (sum, v) in sums.iter_mut().zip(chunk.iter_mut()) {
+                    *v = exp(*v - max);
+                    *sum += *v;
+                }
+            }
+            let mut total = 0f32;
+            for v in chunks.into_remainder() {
+                *v = exp(*v - max);
+                total += *v;
+            }
+            let inv = 1.0 / (sums.iter().sum::<f32>() + total);
+            for v in row.iter_mut() {
+                *v *= inv;
+            }
+        }
+    })
+}
+
 /// The sum of `values`, accumulated in 16 f32 lanes per block of 4096 and across blocks in
 /// f64 (vectorised, and exact enough for millions of elements).
 #[inline(always)]
@@ -212,6 +251,34 @@ mod tests {
             1.0 - (-ax * ax).exp() / std::f64::consts::PI.sqrt() / f
         };
         r.copysign(x)
+    }
+
+    #[test]
+    fn softmax_rows_match_the_definition() {
+        // Row lengths with and without a 16-lane tail; large offsets (the max is subtracted).
+        for len in [1usize, 5, 16, 37, 1500] {
+            let mut rows: Vec<f32> = (0..3 * len)
+                .map(|i| ((i * 7919) % 1013) as f32 * 0.02 - 10.0 + (i / len) as f32 * 50.0)
+                .collect();
+            let want: Vec<f64> = rows
+                .chunks(len)
+                .flat_map(|row| {
+                    let max = row
+                        .iter()
+                        .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+                    let e: Vec<f64> = row.iter().map(|&v| (f64::from(v) - max).exp()).collect();
+                    let sum: f64 = e.iter().sum();
+                    e.into_iter().map(move |e| e / sum)
+                })
+                .collect();
+            softmax_rows(&mut rows, len);
+            for (i, (&got, &want)) in rows.iter().zip(&want).enumerate() {
+                assert!(
+                    (f64::from(got) - want).abs() <= 1e-6 * want + 1e-9,
+                    "len {len}, [{i}]: {got} vs {want}"
+                );
+            }
+        }
     }
 
     #[test]
