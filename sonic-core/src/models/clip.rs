@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use crate::nn::cpu::gelu;
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -14,7 +15,6 @@ use burn::nn::{
 };
 use burn::prelude::Backend;
 use burn::tensor::Tensor;
-use burn::tensor::activation::gelu;
 use serde::Deserialize;
 
 use super::{ConfigError, hf_config};

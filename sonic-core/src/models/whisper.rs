@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use crate::nn::cpu::gelu;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv1d, Conv1dConfig};
@@ -15,7 +16,6 @@ use burn::nn::{
     Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig1d,
 };
 use burn::prelude::Backend;
-use burn::tensor::activation::gelu;
 use burn::tensor::{DType, Tensor};
 use serde::Deserialize;
 

@@ -45,7 +45,7 @@ mod vector;
 
 #[cfg(feature = "flex")]
 pub(crate) use flex::{
-    attention, audio_mix, blend, contiguous, from_flex, gelu_gate, is_flex, linear, to_flex,
+    attention, audio_mix, blend, contiguous, from_flex, gelu, gelu_gate, is_flex, linear, to_flex,
 };
 
 /// Without the `flex` feature: `x` as it is.
@@ -54,6 +54,14 @@ pub(crate) fn contiguous<B: burn::prelude::Backend, const D: usize>(
     x: burn::tensor::Tensor<B, D>,
 ) -> burn::tensor::Tensor<B, D> {
     x
+}
+
+/// Without the `flex` feature: burn's GELU.
+#[cfg(not(feature = "flex"))]
+pub(crate) fn gelu<B: burn::prelude::Backend, const D: usize>(
+    x: burn::tensor::Tensor<B, D>,
+) -> burn::tensor::Tensor<B, D> {
+    burn::tensor::activation::gelu(x)
 }
 
 /// Without the `flex` feature: `None` (burn's attention runs).
@@ -244,6 +252,25 @@ mod flex {
         };
         let out = super::sdpa::attention(q.values(), k.values(), v.values(), heads_shape, scale);
         Some(from_flex(out, [batch, heads, len_q, v_dim]))
+    }
+
+    /// GELU (PyTorch's exact form) in one vectorised pass on `Flex` (f32, contiguous, kernels
+    /// on; burn-flex calls the scalar `erff` per element), burn's GELU otherwise.
+    pub(crate) fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+        let dims = x.dims();
+        match to_flex(x) {
+            Ok(x) => {
+                use rayon::prelude::*;
+                const CHUNK: usize = 1 << 14;
+                let src = x.values();
+                let mut out = vec![0f32; src.len()];
+                out.par_chunks_mut(CHUNK)
+                    .zip(src.par_chunks(CHUNK))
+                    .for_each(|(d, s)| super::vector::gelu_into(s, d));
+                from_flex(out, dims)
+            }
+            Err(x) => burn::tensor::activation::gelu(x),
+        }
     }
 
     /// `a * gelu(g)` in one pass on `Flex` (f32, contiguous, same shape), or `None`.
