@@ -16,6 +16,7 @@
 
 use std::borrow::Cow;
 
+use super::SharedMut;
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
@@ -41,13 +42,6 @@ impl Geometry {
         (hp >= self.kh && wp >= self.kw).then(|| (hp + 1 - self.kh, wp + 1 - self.kw))
     }
 }
-
-/// A pointer that rayon tasks may share; each task writes a disjoint part of the buffer.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-// SAFETY: the tasks that receive it write disjoint index ranges (see `conv2d`).
-unsafe impl Send for SharedMut {}
-unsafe impl Sync for SharedMut {}
 
 /// The convolution of `x` (`[batch, cin, h, w]`, row-major) with `weight`
 /// (`[cout, cin, kh, kw]`) plus `bias` (`[cout]`), row-major `[batch, cout, oh, ow]`.

@@ -15,6 +15,8 @@
 //! AVX-512F only (checked at run time); [`few_rows`] returns `None` elsewhere and the caller
 //! runs burn's matmul.
 
+#[cfg(target_arch = "x86_64")]
+use super::SharedMut;
 use rayon::prelude::*;
 
 /// The most rows [`few_rows`] takes; more rows reuse each weight tile enough for `gemm`'s
@@ -89,13 +91,6 @@ pub(crate) fn few_rows(
         None
     }
 }
-
-/// A pointer that rayon tasks may share; each task writes a disjoint set of columns.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-// SAFETY: the tasks that receive it write disjoint column ranges (see `few_rows`).
-unsafe impl Send for SharedMut {}
-unsafe impl Sync for SharedMut {}
 
 /// Columns `start..end` of `out = a · b` (`out` row-major `[m, n]`, overwritten).
 ///

@@ -48,6 +48,25 @@ pub(crate) use flex::{
     attention, audio_mix, blend, contiguous, from_flex, gelu, gelu_gate, is_flex, linear, to_flex,
 };
 
+/// A pointer into an output buffer that rayon tasks share; each task writes a disjoint part
+/// of it (the kernels that use it say which).
+#[cfg(feature = "flex")]
+#[derive(Clone, Copy)]
+pub(crate) struct SharedMut(pub(crate) *mut f32);
+// SAFETY: only handed to tasks that write disjoint index ranges of the buffer.
+#[cfg(feature = "flex")]
+unsafe impl Send for SharedMut {}
+#[cfg(feature = "flex")]
+unsafe impl Sync for SharedMut {}
+
+#[cfg(feature = "flex")]
+impl SharedMut {
+    /// The pointer (a method, so that closures capture the `Send` wrapper, not its field).
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// Without the `flex` feature: `x` as it is.
 #[cfg(not(feature = "flex"))]
 pub(crate) fn contiguous<B: burn::prelude::Backend, const D: usize>(

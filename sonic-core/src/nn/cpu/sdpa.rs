@@ -7,6 +7,7 @@
 //! and softcap per element: on Whisper's 1500-token layers that loop was ~40% of the encoder's
 //! time (docs/performance.md, "Attention").
 
+use super::SharedMut;
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
@@ -21,20 +22,6 @@ pub(crate) struct Heads {
     pub len_k: usize,
     pub head_dim: usize,
     pub v_dim: usize,
-}
-
-/// A pointer that rayon tasks may share; each task writes a disjoint block of rows.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-// SAFETY: the tasks that receive it write disjoint row blocks (see `attention`).
-unsafe impl Send for SharedMut {}
-unsafe impl Sync for SharedMut {}
-
-impl SharedMut {
-    /// The pointer (a method, so that closures capture the `Send` wrapper, not the field).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// `softmax(q kᵀ · scale) v` for row-major `q` `[groups, len_q, head_dim]`, `k`
