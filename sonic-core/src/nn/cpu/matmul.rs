@@ -266,14 +266,7 @@ mod tests {
     }
 
     fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                let h = (i as u32)
-                    .wrapping_mul(2_654_435_761)
-                    .wrapping_add(seed.wrapping_mul(40_503));
-                ((h >> 8) % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
+        crate::nn::cpu::test_values(len, seed, 1.0)
     }
 
     #[test]

@@ -67,6 +67,20 @@ impl SharedMut {
     }
 }
 
+/// `len` deterministic values spread over `[-amplitude, amplitude]` (a multiplicative hash of
+/// the index and `seed`): the kernels' unit-test inputs.
+#[cfg(all(test, feature = "flex"))]
+pub(crate) fn test_values(len: usize, seed: u32, amplitude: f32) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            let h = (i as u32)
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(seed.wrapping_mul(40_503));
+            ((h >> 8) % 2001) as f32 / 1000.0 * amplitude - amplitude
+        })
+        .collect()
+}
+
 /// Without the `flex` feature: `x` as it is.
 #[cfg(not(feature = "flex"))]
 pub(crate) fn contiguous<B: burn::prelude::Backend, const D: usize>(

@@ -131,14 +131,7 @@ mod tests {
     use super::*;
 
     fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                let h = (i as u32)
-                    .wrapping_mul(2_654_435_761)
-                    .wrapping_add(seed.wrapping_mul(40_503));
-                ((h >> 8) % 2001) as f32 / 500.0 - 2.0
-            })
-            .collect()
+        crate::nn::cpu::test_values(len, seed, 2.0)
     }
 
     /// The definition, in f64.
