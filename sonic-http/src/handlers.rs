@@ -612,7 +612,7 @@ fn content_type_of(ext: &str) -> &'static str {
     )),
     security(("bearer" = [])),
     responses(
-        (status = 202, description = "Queued", body = JobView),
+        (status = 202, description = "Queued; the view shows the job as it is now (`queued`, or `running` once a worker has taken it)", body = JobView),
         (status = 200, description = "The job existed (same id): its state", body = JobView),
         (status = 404, description = "No such upload", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Inputs missing, or the job finished", body = Problem, content_type = "application/problem+json"),

@@ -211,7 +211,13 @@ async fn a_multipart_job_runs_to_a_signed_video_that_only_its_tenant_sees() {
     let response = service.submit(ACME, form).await;
     assert_eq!(response.status(), 202);
     let view: JobView = response.json().await.unwrap();
-    assert_eq!(view.state, "queued");
+    // The answer shows the job as it is when the answer is written: a worker may already
+    // have taken it (seen once in CI), but it cannot have ended yet.
+    assert!(
+        matches!(view.state.as_str(), "queued" | "running"),
+        "a just-submitted job is {:?}",
+        view.state
+    );
     let job = view.job.clone();
 
     let last = service.follow(ACME, &job).await;
