@@ -11,6 +11,11 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
 use crate::nn::conv::conv2d_forward;
 
+/// `act.forward(x)`, through sonic's CPU kernel on `Flex` (`nn::cpu::prelu`).
+fn prelu<B: Backend>(act: &PRelu<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    crate::nn::cpu::prelu(x, act.alpha.val())
+}
+
 /// `conv(in, out, 3, stride, 1)` of the reference: 3x3 conv with bias, then a per-channel
 /// PReLU. Checkpoint keys `<i>.0.*` (conv) and `<i>.1.weight` (PReLU), see
 /// [`rife_key_action`](super::rife_key_action).
@@ -36,7 +41,7 @@ impl<B: Backend> ConvPrelu<B> {
     }
 
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.act.forward(conv2d_forward(&self.conv, x))
+        prelu(&self.act, conv2d_forward(&self.conv, x))
     }
 }
 
@@ -68,7 +73,7 @@ impl<B: Backend> UpsampleHead<B> {
     }
 
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.out.forward(self.act.forward(self.up.forward(x)))
+        self.out.forward(prelu(&self.act, self.up.forward(x)))
     }
 }
 

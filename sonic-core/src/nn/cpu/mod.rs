@@ -45,7 +45,8 @@ mod vector;
 
 #[cfg(feature = "flex")]
 pub(crate) use flex::{
-    attention, audio_mix, blend, contiguous, from_flex, gelu, gelu_gate, is_flex, linear, to_flex,
+    attention, audio_mix, blend, contiguous, from_flex, gelu, gelu_gate, is_flex, linear, prelu,
+    to_flex,
 };
 
 /// A pointer into an output buffer that rayon tasks share; each task writes a disjoint part
@@ -95,6 +96,15 @@ pub(crate) fn gelu<B: burn::prelude::Backend, const D: usize>(
     x: burn::tensor::Tensor<B, D>,
 ) -> burn::tensor::Tensor<B, D> {
     burn::tensor::activation::gelu(x)
+}
+
+/// Without the `flex` feature: burn's PReLU.
+#[cfg(not(feature = "flex"))]
+pub(crate) fn prelu<B: burn::prelude::Backend, const D: usize>(
+    x: burn::tensor::Tensor<B, D>,
+    alpha: burn::tensor::Tensor<B, 1>,
+) -> burn::tensor::Tensor<B, D> {
+    burn::tensor::activation::prelu(x, alpha)
 }
 
 /// Without the `flex` feature: `None` (burn's attention runs).
@@ -306,6 +316,48 @@ mod flex {
         }
     }
 
+    /// PReLU, `x` where `x >= 0` and `alpha[c] * x` elsewhere with `c` the index along
+    /// dimension 1 (or one `alpha` for every element), in one vectorised pass on `Flex` (f32,
+    /// contiguous, kernels on; burn-flex walks the broadcast `alpha` element by element, which
+    /// was a third of RIFE's time), burn's `prelu` otherwise. Same values as burn's, bit for bit.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, channels, ...]`
+    /// - `alpha`: `[channels]` or `[1]`
+    pub(crate) fn prelu<B: Backend, const D: usize>(
+        x: Tensor<B, D>,
+        alpha: Tensor<B, 1>,
+    ) -> Tensor<B, D> {
+        let dims = x.dims();
+        let [slopes] = alpha.dims();
+        let channels = if D >= 2 { dims[1] } else { 1 };
+        if slopes != 1 && slopes != channels {
+            return burn::tensor::activation::prelu(x, alpha);
+        }
+        let Ok(a) = to_flex(alpha.clone()) else {
+            return burn::tensor::activation::prelu(x, alpha);
+        };
+        let x = match to_flex(x) {
+            Ok(x) => x,
+            Err(x) => return burn::tensor::activation::prelu(x, alpha),
+        };
+        use rayon::prelude::*;
+        let (src, a) = (x.values(), a.values());
+        // One run of equal slope: the elements after dimension 1 (everything, for one slope).
+        let run = if slopes == 1 {
+            src.len().max(1)
+        } else {
+            dims[2..].iter().product::<usize>().max(1)
+        };
+        let mut out = vec![0f32; src.len()];
+        out.par_chunks_mut(run)
+            .zip(src.par_chunks(run))
+            .enumerate()
+            .with_min_len((1 << 14) / run + 1)
+            .for_each(|(i, (d, s))| super::vector::prelu_into(s, a[i % slopes], d));
+        from_flex(out, dims)
+    }
+
     /// `a * gelu(g)` in one pass on `Flex` (f32, contiguous, same shape), or `None`.
     pub(crate) fn gelu_gate<B: Backend, const D: usize>(
         a: &Tensor<B, D>,
@@ -424,5 +476,32 @@ mod flex {
         shape: [usize; D],
     ) -> Tensor<B, D> {
         from_primitive(FlexTensor::from_data(TensorData::new(values, shape)))
+    }
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use burn::backend::Flex;
+    use burn::tensor::{Tensor, TensorData};
+
+    fn tensor<const D: usize>(len: usize, seed: u32, shape: [usize; D]) -> Tensor<Flex, D> {
+        let values = super::test_values(len, seed, 2.0);
+        Tensor::from_data(TensorData::new(values, shape), &Default::default())
+    }
+
+    #[test]
+    fn prelu_matches_burns_per_channel_and_shared_slopes() {
+        let x = tensor(2 * 5 * 3 * 7, 1, [2, 5, 3, 7]);
+        for alpha in [tensor(5, 2, [5]), tensor(1, 3, [1])] {
+            let want = burn::tensor::activation::prelu(x.clone(), alpha.clone());
+            let got = super::prelu(x.clone(), alpha);
+            assert_eq!(got.dims(), want.dims());
+            assert_eq!(got.into_data(), want.into_data(), "bit for bit");
+        }
+        // A permuted view (not contiguous) goes to burn's op and still agrees.
+        let view = x.clone().swap_dims(2, 3);
+        let alpha = tensor(5, 4, [5]);
+        let want = burn::tensor::activation::prelu(view.clone(), alpha.clone());
+        assert_eq!(super::prelu(view, alpha).into_data(), want.into_data());
     }
 }

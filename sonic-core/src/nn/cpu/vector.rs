@@ -116,6 +116,16 @@ pub(crate) fn gelu_into(src: &[f32], dst: &mut [f32]) {
     })
 }
 
+/// PReLU with one slope for the whole slice: `x` where `x >= 0`, `alpha * x` elsewhere (the
+/// formula of burn's and PyTorch's `prelu`, so the values are the same bit for bit).
+pub(crate) fn prelu_into(src: &[f32], alpha: f32, dst: &mut [f32]) {
+    dispatch!(|src: &[f32], alpha: f32, dst: &mut [f32]| {
+        for (d, &x) in dst.iter_mut().zip(src) {
+            *d = if x >= 0.0 { x } else { alpha * x };
+        }
+    })
+}
+
 /// Every `len`-long row of `rows` replaced by its softmax, `e^(x - max) / sum`: a max pass,
 /// an exp-and-sum pass and a scaling pass, each 16 lanes wide.
 pub(crate) fn softmax_rows(rows: &mut [f32], len: usize) {
