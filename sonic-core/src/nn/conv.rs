@@ -4,7 +4,7 @@
 //! convolution of the UNet, the VAE and RIFE's flow blocks, and the temporal 3x1x1 ones.
 
 use burn::module::Param;
-use burn::nn::conv::{Conv2d, Conv3d};
+use burn::nn::conv::{Conv2d, Conv3d, ConvTranspose2d};
 use burn::prelude::Backend;
 use burn::tensor::Tensor;
 use burn::tensor::module::conv2d;
@@ -113,6 +113,54 @@ fn cpu_conv2d<B: Backend>(
         &geometry,
     );
     Some(from_flex(out, [batch, cout, oh, ow]))
+}
+
+/// `conv.forward(x)`, through sonic's CPU kernel (`nn::cpu::conv::conv_transpose2d_k4s2`) for
+/// the 4x4, stride-2, padding-1 transposed convolutions (RIFE's upsampling heads) on `Flex`,
+/// burn's op otherwise.
+///
+/// # Shapes
+/// - `x`: `[batch, channels_in, height, width]`
+/// - returns `[batch, channels_out, height_out, width_out]` (`2 * height` for the kernel's case)
+pub fn conv_transpose2d_forward<B: Backend>(
+    conv: &ConvTranspose2d<B>,
+    x: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    #[cfg(feature = "flex")]
+    if conv.kernel_size == [4, 4]
+        && conv.stride == [2, 2]
+        && conv.padding == [1, 1]
+        && conv.padding_out == [0, 0]
+        && conv.dilation == [1, 1]
+        && conv.groups == 1
+    {
+        use super::cpu::{conv as kernel, from_flex, to_flex};
+        let [batch, cin, h, w] = x.dims();
+        let [weight_cin, cout, _, _] = conv.weight.dims();
+        let bias = match conv.bias.as_ref().map(|bias| to_flex(bias.val())) {
+            None => Some(None),
+            Some(Ok(bias)) => Some(Some(bias)),
+            Some(Err(_)) => None,
+        };
+        if let (true, Some(bias), Ok(weight)) =
+            (weight_cin == cin, bias, to_flex(conv.weight.val()))
+        {
+            match to_flex(x) {
+                Ok(x) => {
+                    let out = kernel::conv_transpose2d_k4s2(
+                        x.values(),
+                        weight.values(),
+                        bias.as_ref().map(|b| b.values()),
+                        [batch, cin, h, w],
+                        cout,
+                    );
+                    return from_flex(out, [batch, cout, 2 * h, 2 * w]);
+                }
+                Err(x) => return conv.forward(x),
+            }
+        }
+    }
+    conv.forward(x)
 }
 
 /// Applies a Conv3d whose kernel is `(k, 1, 1)` with padding `(k/2, 0, 0)` (stride 1), as a 2-D

@@ -9,7 +9,7 @@ use burn::tensor::Tensor;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
-use crate::nn::conv::conv2d_forward;
+use crate::nn::conv::{conv_transpose2d_forward, conv2d_forward};
 
 /// `act.forward(x)`, through sonic's CPU kernel on `Flex` (`nn::cpu::prelu`).
 fn prelu<B: Backend>(act: &PRelu<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -73,7 +73,10 @@ impl<B: Backend> UpsampleHead<B> {
     }
 
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.out.forward(prelu(&self.act, self.up.forward(x)))
+        conv_transpose2d_forward(
+            &self.out,
+            prelu(&self.act, conv_transpose2d_forward(&self.up, x)),
+        )
     }
 }
 

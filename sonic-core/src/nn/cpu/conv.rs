@@ -363,6 +363,93 @@ fn chunk_len(n_total: usize, cout: usize, batch: usize, threads: usize) -> usize
     }
 }
 
+/// The transposed convolution with kernel 4x4, stride 2 and padding 1 (RIFE's x2 upsampling
+/// heads) of `x` (`[batch, cin, h, w]`) with `weight` (`[cin, cout, 4, 4]`, PyTorch's
+/// layout) plus `bias` (`[cout]`): row-major `[batch, cout, 2h, 2w]`.
+///
+/// Output row `2m + py` only sees input rows `m - 1 + py` and `m + py` (through kernel rows
+/// `3 - py` and `1 - py`), and the same for columns: each of the four output phases
+/// `(py, px)` is a 2x2 stride-1 convolution of the input. All four share the input, so they
+/// run as one 2x2 convolution with padding 1 and `4 * cout` output channels ([`conv2d`]:
+/// phase `(py, px)` is output `(m + py, n + px)` of channel block `2 * py + px`), and the
+/// phases are interleaved into the output with the bias. The work is the transposed
+/// convolution's own (16 products per input and output channel pair), with no scatter-add.
+///
+/// # Panics
+/// If the slices do not have the lengths the shapes imply.
+pub(crate) fn conv_transpose2d_k4s2(
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    [batch, cin, h, w]: [usize; 4],
+    cout: usize,
+) -> Vec<f32> {
+    assert_eq!(
+        x.len(),
+        batch * cin * h * w,
+        "conv_transpose2d input length"
+    );
+    assert_eq!(
+        weight.len(),
+        cin * cout * 16,
+        "conv_transpose2d weight length"
+    );
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), cout, "conv_transpose2d bias length");
+    }
+    // Kernel row (or column) of tap `d` of phase `p`: 3, 1 for phase 0 and 2, 0 for phase 1.
+    let k = |p: usize, d: usize| 3 - p - 2 * d;
+    let phases_cout = 4 * cout;
+    let mut phase_weight = vec![0f32; phases_cout * cin * 4];
+    phase_weight
+        .par_chunks_mut(cin * 4)
+        .enumerate()
+        .for_each(|(po, dst)| {
+            let (phase, o) = (po / cout, po % cout);
+            let (py, px) = (phase / 2, phase % 2);
+            for (c, taps) in dst.chunks_exact_mut(4).enumerate() {
+                for (tap, v) in taps.iter_mut().enumerate() {
+                    let (dy, dx) = (tap / 2, tap % 2);
+                    *v = weight[((c * cout + o) * 4 + k(py, dy)) * 4 + k(px, dx)];
+                }
+            }
+        });
+    let g = Geometry {
+        batch,
+        cin,
+        h,
+        w,
+        cout: phases_cout,
+        kh: 2,
+        kw: 2,
+        ph: 1,
+        pw: 1,
+    };
+    let phases = conv2d(x, &phase_weight, None, &g);
+    let (ph_h, ph_w) = (h + 1, w + 1);
+    let (oh, ow) = (2 * h, 2 * w);
+    let mut out = vec![0f32; batch * cout * oh * ow];
+    out.par_chunks_mut(oh * ow)
+        .enumerate()
+        .for_each(|(bo, dst)| {
+            let (b, o) = (bo / cout, bo % cout);
+            let bias = bias.map_or(0.0, |bias| bias[o]);
+            for (oy, row) in dst.chunks_exact_mut(ow).enumerate() {
+                let (m, py) = (oy / 2, oy % 2);
+                let src = |px: usize| {
+                    let plane = (b * phases_cout + (2 * py + px) * cout + o) * ph_h * ph_w;
+                    &phases[plane + (m + py) * ph_w + px..][..w]
+                };
+                let (even, odd) = (src(0), src(1));
+                for ((pair, &e), &d) in row.chunks_exact_mut(2).zip(even).zip(odd) {
+                    pair[0] = e + bias;
+                    pair[1] = d + bias;
+                }
+            }
+        });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,6 +549,76 @@ mod tests {
                             "case {i} {path} {g:?} at {k}: {a} vs {b}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// The transposed convolution's definition: every input pixel scatters its kernel.
+    fn transposed_reference(
+        x: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        [batch, cin, h, w]: [usize; 4],
+        cout: usize,
+    ) -> Vec<f32> {
+        let (oh, ow) = (2 * h, 2 * w);
+        let mut out = vec![0f64; batch * cout * oh * ow];
+        for b in 0..batch {
+            for o in 0..cout {
+                for c in 0..cin {
+                    for iy in 0..h {
+                        for ix in 0..w {
+                            let xv = f64::from(x[((b * cin + c) * h + iy) * w + ix]);
+                            for ky in 0..4 {
+                                for kx in 0..4 {
+                                    let (oy, ox) = (2 * iy + ky, 2 * ix + kx);
+                                    if oy < 1 || ox < 1 || oy > oh || ox > ow {
+                                        continue;
+                                    }
+                                    let wv = f64::from(weight[((c * cout + o) * 4 + ky) * 4 + kx]);
+                                    out[((b * cout + o) * oh + oy - 1) * ow + ox - 1] += xv * wv;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out.iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                (v + bias.map_or(0.0, |bias| f64::from(bias[(i / (oh * ow)) % cout]))) as f32
+            })
+            .collect()
+    }
+
+    #[test]
+    fn transposed_k4s2_matches_the_definition() {
+        for (i, &(batch, cin, h, w, cout)) in [
+            (1, 1, 1, 1, 1),
+            (2, 3, 5, 4, 2),
+            (1, 6, 9, 7, 5),
+            // Planes of the column path (2x3 phases) and of the shifted path.
+            (3, 4, 2, 3, 3),
+            (1, 8, 16, 12, 4),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let shape = [batch, cin, h, w];
+            let x = values(batch * cin * h * w, 300 + i as u32);
+            let weight = values(cin * cout * 16, 400 + i as u32);
+            let bias = values(cout, 500 + i as u32);
+            for bias in [None, Some(&bias[..])] {
+                let want = transposed_reference(&x, &weight, bias, shape, cout);
+                let got = conv_transpose2d_k4s2(&x, &weight, bias, shape, cout);
+                assert_eq!(got.len(), want.len(), "case {i}");
+                for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                        "case {i} at {k}: {a} vs {b}"
+                    );
                 }
             }
         }

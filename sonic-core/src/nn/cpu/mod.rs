@@ -8,7 +8,10 @@
 //!
 //! - [`conv`]: stride-1 convolutions as *shifted GEMMs* on the zero-padded NCHW input: one
 //!   `gemm` call per kernel tap, reading the padded input in place (no im2col copy, no
-//!   NCHW/NHWC conversion), accumulating into the output chunk while it stays in cache.
+//!   NCHW/NHWC conversion), accumulating into the output chunk while it stays in cache;
+//!   small planes gather columns instead; RIFE's 4x4 stride-2 transposed convolutions run as
+//!   one 2x2 convolution for their four output phases.
+//! - [`prelu`]: PReLU with per-channel slopes in one pass (RIFE).
 //! - [`layout`]: permuted views (head splits, frame/token transposes) materialised by rows
 //!   or tiles instead of burn-flex's element-by-element walk.
 //! - the GEGLU gate `a * gelu(g)` in one vectorised pass (burn-flex calls the scalar `erff`
