@@ -91,7 +91,7 @@ impl AttentionConfig {
 }
 
 fn project<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
-    on_rows(x, |rows| linear.forward(rows))
+    on_rows(x, |rows| crate::nn::cpu::linear(linear, rows))
 }
 
 /// Multi-head self-attention (`attn1`).

@@ -59,6 +59,13 @@ impl<B: Backend> Geglu<B> {
         let inner = weight.dims()[1] / 2;
         let half = |start: usize| {
             on_rows(x.clone(), |rows| {
+                // On the CPU backend: the column range of the weight read in place.
+                #[cfg(feature = "flex")]
+                if let Some(out) =
+                    crate::nn::cpu::linear_columns(&rows, &weight, bias.as_ref(), start, inner)
+                {
+                    return out;
+                }
                 linear(
                     rows,
                     weight.clone().narrow(1, start, inner),
@@ -89,6 +96,6 @@ impl<B: Backend> FeedForward<B> {
     /// - returns `[..., dim_out]`
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let hidden = self.net.0.forward(x);
-        on_rows(hidden, |rows| self.net.2.forward(rows))
+        on_rows(hidden, |rows| crate::nn::cpu::linear(&self.net.2, rows))
     }
 }

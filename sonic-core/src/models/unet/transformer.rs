@@ -322,7 +322,7 @@ impl<B: Backend> TransformerSpatioTemporal<B> {
 
         let x =
             contiguous(group_norm(&self.norm, x).permute([0, 2, 3, 1])).reshape([bf, tokens, c]); // [b*f, h*w, C]
-        let mut x = on_rows(x, |rows| self.proj_in.forward(rows));
+        let mut x = on_rows(x, |rows| crate::nn::cpu::linear(&self.proj_in, rows));
 
         // Frame index 0..f within the window, embedded once and broadcast over batch and pixels.
         let device = x.device();
@@ -352,7 +352,7 @@ impl<B: Backend> TransformerSpatioTemporal<B> {
         }
 
         contiguous(
-            on_rows(x, |rows| self.proj_out.forward(rows))
+            on_rows(x, |rows| crate::nn::cpu::linear(&self.proj_out, rows))
                 .reshape([bf, h, w, c])
                 .permute([0, 3, 1, 2]),
         )

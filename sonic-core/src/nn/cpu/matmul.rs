@@ -1,6 +1,6 @@
 //! Matrix products with few rows, `[m, k] x [k, n]` for `m` up to [`MAX_ROWS`]: the audio
 //! adapters' projections (one row per video frame), whose weights are hundreds of megabytes
-//! read once per call.
+//! read once per call; and [`many_rows`], `gemm` straight into the output for the rest.
 //!
 //! `gemm` (which burn-flex calls) runs these shapes at 30-45 GFLOP/s on one AVX-512 core:
 //! with so few rows it keeps the weight unpacked and walks it down its columns, 256 rows of
@@ -35,6 +35,80 @@ const NR: usize = 32;
 /// Most rows per micro-kernel call (24 accumulators of the 32 registers).
 #[cfg(target_arch = "x86_64")]
 const MR: usize = 12;
+
+/// `a · b + bias`, row-major `[m, n]`, for `a` row-major `[m, k]`, `b` a `[k, n]` matrix
+/// with unit column stride and row stride `b_row_stride` (a column range of a wider matrix:
+/// GEGLU's halves) and `bias` `[n]`, by one `gemm` call writing straight into the output with
+/// the bias as its starting value: the products with many rows (the UNet's projections and
+/// feed-forwards). burn-flex's matmul allocates its output through a zeroed byte buffer that
+/// it then copies to realign (a tenth of the UNet's profile), and adds the bias in a second
+/// pass.
+///
+/// # Panics
+/// If the slices are too short for `m`, `k`, `n` and `b_row_stride`, or `b_row_stride < n`.
+pub(crate) fn many_rows(
+    a: &[f32],
+    b: &[f32],
+    b_row_stride: usize,
+    bias: Option<&[f32]>,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<f32> {
+    assert_eq!(a.len(), m * k, "a is [m, k]");
+    assert!(b_row_stride >= n, "b's rows overlap");
+    if k > 0 && n > 0 {
+        assert!(
+            b.len() >= (k - 1) * b_row_stride + n,
+            "b is [k, n] with the row stride"
+        );
+    }
+    let mut out = match bias {
+        Some(bias) => {
+            assert_eq!(bias.len(), n, "bias is [n]");
+            let mut out = Vec::with_capacity(m * n);
+            for _ in 0..m {
+                out.extend_from_slice(bias);
+            }
+            out
+        }
+        None => vec![0f32; m * n],
+    };
+    if m == 0 || n == 0 || k == 0 {
+        return out;
+    }
+    let parallelism = if rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: `out` is `[m, n]` row-major, `a` `[m, k]` row-major, `b` `k` rows of `n`
+    // values `b_row_stride` apart; the asserts above keep every access within the slices.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            bias.is_some(),
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            b_row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+    out
+}
 
 /// `a · b + bias`, row-major `[m, n]`, for `a` row-major `[m, k]`, `b` row-major `[k, n]`
 /// and `bias` `[n]`; `None` when the CPU has no AVX-512F or `m` is 0 or above [`MAX_ROWS`].
@@ -300,6 +374,35 @@ mod tests {
                         bias.is_some(),
                         idx / n,
                         idx % n
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn many_rows_matches_the_definition_on_a_column_range_of_a_wider_weight() {
+        for &(m, k, n, width, start) in &[
+            (1, 1, 1, 1, 0),
+            (49, 17, 33, 33, 0),
+            (300, 64, 40, 80, 40),
+            (77, 129, 5, 16, 7),
+            (0, 8, 4, 4, 0),
+        ] {
+            let (a, wide, wide_bias) = (values(m * k, 4), values(k * width, 5), values(width, 6));
+            // The column range as its own dense matrix, for the definition.
+            let b: Vec<f32> = (0..k)
+                .flat_map(|p| wide[p * width + start..p * width + start + n].to_vec())
+                .collect();
+            let bias = &wide_bias[start..start + n];
+            for bias in [None, Some(bias)] {
+                let got = many_rows(&a, &wide[start..], width, bias, m, k, n);
+                let want = reference(&a, &b, bias, m, k, n);
+                assert_eq!(got.len(), want.len());
+                for (idx, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                        "{m}x{k}x{n} at {idx}: {g}, want {w}"
                     );
                 }
             }

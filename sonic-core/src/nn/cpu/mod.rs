@@ -48,8 +48,8 @@ mod vector;
 
 #[cfg(feature = "flex")]
 pub(crate) use flex::{
-    attention, audio_mix, blend, contiguous, from_flex, gelu, gelu_gate, is_flex, linear, prelu,
-    to_flex,
+    attention, audio_mix, blend, contiguous, from_flex, gelu, gelu_gate, is_flex, linear,
+    linear_columns, prelu, to_flex,
 };
 
 /// A pointer into an output buffer that rayon tasks share; each task writes a disjoint part
@@ -220,8 +220,9 @@ mod flex {
         }
     }
 
-    /// `layer.forward(x)`; on `Flex` (f32, contiguous, kernels on) with at most
-    /// [`super::matmul::MAX_ROWS`] rows in `x`, through [`super::matmul::few_rows`].
+    /// `layer.forward(x)`; on `Flex` (f32, contiguous, kernels on) through
+    /// [`super::matmul::few_rows`] when `x` has at most [`super::matmul::MAX_ROWS`] rows and
+    /// [`super::matmul::many_rows`] otherwise.
     ///
     /// # Shapes
     /// - `x`: `[..., d_input]`
@@ -233,7 +234,7 @@ mod flex {
         let dims = x.dims();
         let [k, n] = layer.weight.dims();
         let m: usize = dims[..D - 1].iter().product();
-        if !is_flex::<B>() || dims[D - 1] != k || m == 0 || m > super::matmul::MAX_ROWS {
+        if !is_flex::<B>() || dims[D - 1] != k || m == 0 {
             return layer.forward(x);
         }
         let Ok(weight) = to_flex(layer.weight.val()) else {
@@ -249,14 +250,47 @@ mod flex {
             Err(x) => return layer.forward(x),
         };
         let bias = bias.as_ref().map(FlexF32::values);
-        match super::matmul::few_rows(x.values(), weight.values(), bias, m, k, n) {
-            Some(out) => {
-                let mut shape = dims;
-                shape[D - 1] = n;
-                from_flex(out, shape)
-            }
-            None => layer.forward(from_primitive(x.0)),
+        let out = if m <= super::matmul::MAX_ROWS {
+            super::matmul::few_rows(x.values(), weight.values(), bias, m, k, n)
+        } else {
+            None
         }
+        .unwrap_or_else(|| super::matmul::many_rows(x.values(), weight.values(), n, bias, m, k, n));
+        let mut shape = dims;
+        shape[D - 1] = n;
+        from_flex(out, shape)
+    }
+
+    /// `x · weight[:, start..start + n] + bias[start..start + n]` (a column range of a linear
+    /// layer's weight, read in place: GEGLU's halves) through [`super::matmul::many_rows`] on
+    /// `Flex` (f32, contiguous, kernels on), or `None`.
+    ///
+    /// # Shapes
+    /// - `x`: `[m, k]`
+    /// - `weight`: `[k, width]`, `bias`: `[width]`, `start + n <= width`
+    /// - returns `[m, n]`
+    pub(crate) fn linear_columns<B: Backend>(
+        x: &Tensor<B, 2>,
+        weight: &Tensor<B, 2>,
+        bias: Option<&Tensor<B, 1>>,
+        start: usize,
+        n: usize,
+    ) -> Option<Tensor<B, 2>> {
+        let [m, k] = x.dims();
+        let [wk, width] = weight.dims();
+        if wk != k || start + n > width || bias.is_some_and(|b| b.dims() != [width]) {
+            return None;
+        }
+        let x = to_flex(x.clone()).ok()?;
+        let weight = to_flex(weight.clone()).ok()?;
+        let bias = match bias {
+            Some(bias) => Some(to_flex(bias.clone()).ok()?),
+            None => None,
+        };
+        let weight = weight.values().get(start..)?;
+        let bias = bias.as_ref().map(|b| &b.values()[start..start + n]);
+        let out = super::matmul::many_rows(x.values(), weight, width, bias, m, k, n);
+        Some(from_flex(out, [m, n]))
     }
 
     /// `softmax(q kᵀ · scale) v` (no mask; `scale` defaults to `1/sqrt(head_dim)`) through
