@@ -293,8 +293,11 @@ impl<B: Backend> ClipEncoderLayer<B> {
     /// - returns `[batch, tokens, hidden]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x));
-        let h = gelu(self.mlp.fc1.forward(self.layer_norm2.forward(x.clone())));
-        x + self.mlp.fc2.forward(h)
+        let h = gelu(crate::nn::cpu::linear(
+            &self.mlp.fc1,
+            self.layer_norm2.forward(x.clone()),
+        ));
+        x + crate::nn::cpu::linear(&self.mlp.fc2, h)
     }
 }
 

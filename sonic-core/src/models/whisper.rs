@@ -224,8 +224,11 @@ impl<B: Backend> WhisperEncoderLayer<B> {
     /// - returns `[batch, positions, d_model]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = x.clone() + self.self_attn.forward(self.self_attn_layer_norm.forward(x));
-        let h = gelu(self.fc1.forward(self.final_layer_norm.forward(x.clone())));
-        let x = x + self.fc2.forward(h);
+        let h = gelu(crate::nn::cpu::linear(
+            &self.fc1,
+            self.final_layer_norm.forward(x.clone()),
+        ));
+        let x = x + crate::nn::cpu::linear(&self.fc2, h);
         if x.dtype() == DType::F16 {
             // transformers clamps f16 activations that overflowed to +-(f16::MAX - 1000); on
             // finite values at most that large the clamp is the identity.

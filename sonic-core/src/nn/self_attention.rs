@@ -79,11 +79,11 @@ impl<B: Backend> SelfAttention<B> {
     /// - returns `[batch, len, d_model]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let head_dim = x.dims()[2] / self.heads;
-        let q = split_heads(self.q_proj.forward(x.clone()), self.heads); // [b, h, len, hd]
-        let k = split_heads(self.k_proj.forward(x.clone()), self.heads);
-        let v = split_heads(self.v_proj.forward(x), self.heads);
+        let q = split_heads(crate::nn::cpu::linear(&self.q_proj, x.clone()), self.heads); // [b, h, len, hd]
+        let k = split_heads(crate::nn::cpu::linear(&self.k_proj, x.clone()), self.heads);
+        let v = split_heads(crate::nn::cpu::linear(&self.v_proj, x), self.heads);
         let scale = (head_dim as f64).powf(-0.5);
         let out = attention(q, k, v, Some(scale), self.chunking);
-        self.out_proj.forward(merge_heads(out)) // [b, len, d_model]
+        crate::nn::cpu::linear(&self.out_proj, merge_heads(out)) // [b, len, d_model]
     }
 }

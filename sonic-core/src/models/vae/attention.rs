@@ -73,11 +73,18 @@ impl<B: Backend> SpatialSelfAttention<B> {
                 .reshape([n, c, h * w])
                 .swap_dims(1, 2),
         ); // [n, hw, c]
-        let q = split_heads(self.to_q.forward(tokens.clone()), self.heads);
-        let k = split_heads(self.to_k.forward(tokens.clone()), self.heads);
-        let v = split_heads(self.to_v.forward(tokens), self.heads);
+        let q = split_heads(
+            crate::nn::cpu::linear(&self.to_q, tokens.clone()),
+            self.heads,
+        );
+        let k = split_heads(
+            crate::nn::cpu::linear(&self.to_k, tokens.clone()),
+            self.heads,
+        );
+        let v = split_heads(crate::nn::cpu::linear(&self.to_v, tokens), self.heads);
         let out = merge_heads(attention(q, k, v, None, self.chunking)); // [n, hw, c]
-        let out = contiguous(self.to_out[0].forward(out).swap_dims(1, 2)).reshape([n, c, h, w]);
+        let out = contiguous(crate::nn::cpu::linear(&self.to_out[0], out).swap_dims(1, 2))
+            .reshape([n, c, h, w]);
         out.add(x)
     }
 }
