@@ -313,14 +313,22 @@ fn open<'a>(bytes: &'a [u8], name: &str, limits: &AudioLimits) -> Result<Opened<
         Box::new(Cursor::new(bytes)),
         MediaSourceStreamOptions::default(),
     );
-    let format = symphonia::default::get_probe()
-        .probe(
+    // symphonia 0.6.1's RIFF reader has panicked on malformed headers (overflowing arithmetic
+    // with overflow checks on); `wav_header_problem` refuses the cases known, and a panic
+    // left in a container reader becomes a typed error here rather than the caller's crash.
+    let probed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        symphonia::default::get_probe().probe(
             &hint,
             stream,
             FormatOptions::default(),
             MetadataOptions::default(),
         )
-        .map_err(decode_err)?;
+    }))
+    .map_err(|_| MediaError::Unsupported {
+        name: name.into(),
+        reason: "the container's header is malformed (the reader gave up on it)".into(),
+    })?;
+    let format = probed.map_err(decode_err)?;
 
     let track = format
         .default_track(TrackType::Audio)
@@ -373,14 +381,16 @@ fn wav_header_problem(bytes: &[u8]) -> Option<String> {
     let mut at = 12usize;
     while let Some(header) = bytes.get(at..at + 8) {
         let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        // Every `fmt ` chunk, not only the first: a file with two (the fuzz target
+        // `audio_mutated_files` made one) may have symphonia read the other.
         if &header[..4] == b"fmt " {
             let channels = bytes.get(at + 10..at + 12)?;
             let channels = u16::from_le_bytes([channels[0], channels[1]]);
-            return (!(1..=MAX_WAV_CHANNELS).contains(&channels)).then(|| {
-                format!(
+            if !(1..=MAX_WAV_CHANNELS).contains(&channels) {
+                return Some(format!(
                     "the WAV declares {channels} channels (1 to {MAX_WAV_CHANNELS} are supported)"
-                )
-            });
+                ));
+            }
         }
         // Chunks are padded to an even length.
         at = at.checked_add(8)?.checked_add(len)?.checked_add(len & 1)?;
